@@ -1,0 +1,1 @@
+"""tap-canvas-data2: Canvas Data 2 (DAP API) Singer tap, API client and sandbox."""

@@ -10,7 +10,7 @@ does not depend on the client's exact call signatures in more than one place.
     (both wait for completion; raise SnapshotRequiredError / OutOfRangeError as the client does)
   - ``iter_batches(job, dap_schema, fmt)`` -> iterator of parsed record batches
     (``[(action, ts, row), ...]``), downloads prefetched in threads while the caller parses
-  - ``iter_object_bytes(job)`` -> iterator of ``(object_id, decompressed bytes chunks)``
+  - ``iter_object_bytes(job)`` -> iterator of ``(object_id, decompressed byte chunks)``
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ import dataclasses
 import logging
 import threading
 import typing as t
-import zlib
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from tap_canvas_data2.api.objects import ObjectParser
 
@@ -78,30 +75,18 @@ class DapSession:
     # ------------------------------------------------------------------ client
 
     def _make_client(self) -> t.Any:
+        from tap_canvas_data2.api.client import DAPClient  # noqa: PLC0415
+
         cfg = self.config
-        kwargs: dict[str, t.Any] = {}
-        try:
-            from tap_canvas_data2.api.client import DAPClient  # noqa: PLC0415
-
-            kwargs["download_concurrency"] = self.concurrency
-            if cfg.get("temp_dir"):
-                kwargs["temp_dir"] = cfg["temp_dir"]
-            if cfg.get("poll_interval_max") is not None:
-                kwargs["poll_interval_max"] = float(cfg["poll_interval_max"])
-                kwargs["poll_interval_initial"] = min(0.5, float(cfg["poll_interval_max"]))
-        except ImportError:  # TEMPORARY until the API client lands
-            from tap_canvas_data2._fallback_client import (  # noqa: PLC0415
-                MiniDAPClient as DAPClient,
-            )
-
-            if cfg.get("poll_interval_max") is not None:
-                kwargs["poll_interval_max"] = float(cfg["poll_interval_max"])
-        optional = {
-            "jobs_per_minute": cfg.get("jobs_per_minute"),
-            "max_retries": cfg.get("max_retries"),
-            "backoff_max": cfg.get("backoff_max"),
-        }
-        kwargs.update({k: v for k, v in optional.items() if v is not None})
+        kwargs: dict[str, t.Any] = {"download_concurrency": self.concurrency}
+        if cfg.get("temp_dir"):
+            kwargs["temp_dir"] = cfg["temp_dir"]
+        if cfg.get("poll_interval_max") is not None:
+            kwargs["poll_interval_max"] = float(cfg["poll_interval_max"])
+            kwargs["poll_interval_initial"] = min(0.5, float(cfg["poll_interval_max"]))
+        for name in ("jobs_per_minute", "max_retries", "backoff_max"):
+            if cfg.get(name) is not None:
+                kwargs[name] = cfg[name]
         return DAPClient(self.base_url, cfg.get("client_id"), cfg.get("client_secret"),
                          **kwargs)
 
@@ -119,11 +104,6 @@ class DapSession:
 
     @staticmethod
     def _job(raw: t.Any) -> Job:
-        if isinstance(raw, dict):  # temporary client
-            return Job(id=str(raw["id"]), schema_version=raw.get("schema_version"),
-                       objects=[o["id"] for o in raw.get("objects") or []],
-                       at=raw.get("at"), since=raw.get("since"), until=raw.get("until"),
-                       raw=raw)
         return Job(id=raw.id, schema_version=raw.schema_version, objects=list(raw.objects),
                    at=raw.at_str, since=raw.since_str, until=raw.until_str, raw=raw)
 
@@ -137,56 +117,15 @@ class DapSession:
 
     # ------------------------------------------------------------------ objects
 
-    def _has_downloader(self) -> bool:
-        if not hasattr(self.client, "records"):
-            return False
-        try:
-            import tap_canvas_data2.api.download  # noqa: F401, PLC0415
-        except ImportError:
-            return False
-        return True
-
     def iter_object_bytes(self, job: Job) -> t.Iterator[tuple[str, t.Iterable[bytes]]]:
         """Decompressed objects in job order as ``(object_id, byte chunks)``; later objects
         download (``download_concurrency`` at a time) while the caller consumes one."""
         if not job.objects:
-            return
-        if self._has_downloader():
-            yield from self.client.download(job.raw)
-            return
-        # TEMPORARY: whole objects in memory, until api/download.py lands
-        urls = self.client.object_urls(job.raw if isinstance(job.raw, dict) else job.objects)
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="dap-dl") as pool:
-            pending: deque[tuple[str, Future]] = deque()
-            todo = list(job.objects)
-            try:
-                while todo or pending:
-                    while todo and len(pending) < self.concurrency:
-                        oid = todo.pop(0)
-                        pending.append((oid, pool.submit(self._get, urls[oid])))
-                    oid, fut = pending.popleft()
-                    yield oid, [_gunzip(fut.result())]
-            finally:
-                for _, fut in pending:
-                    fut.cancel()
-
-    def _get(self, url: str) -> bytes:
-        import requests  # noqa: PLC0415
-
-        resp = requests.get(url, timeout=300)
-        resp.raise_for_status()
-        return resp.content
+            return iter(())
+        return self.client.download(job.raw)
 
     def iter_batches(self, job: Job, dap_schema: dict, fmt: str) -> t.Iterator[list]:
         """Parsed record batches of every object of the job, in job order."""
         parser = ObjectParser(dap_schema, fmt)
         for _oid, chunks in self.iter_object_bytes(job):
             yield from parser.batches(chunks)
-
-
-def _gunzip(data: bytes) -> bytes:
-    if data[:2] == b"\x1f\x8b":
-        return zlib.decompress(data, 47)
-    return data
-
-

@@ -26,7 +26,9 @@ FLUSH_BYTES = 1 << 20  # flush the record buffer when it holds about 1 MiB
 
 def _default(obj: t.Any) -> t.Any:
     if isinstance(obj, decimal.Decimal):
-        return int(obj) if obj == obj.to_integral_value() and obj.as_tuple().exponent >= 0 else float(obj)
+        if obj == obj.to_integral_value() and obj.as_tuple().exponent >= 0:
+            return int(obj)
+        return float(obj)
     if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
         return obj.isoformat()
     if hasattr(obj, "value"):  # enums (e.g. message types)

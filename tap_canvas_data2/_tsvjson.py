@@ -168,7 +168,10 @@ class TsvRecordWriter:
             segs.append(keys[name] + (':"%s"' if quoted else ":%s"))
             cols.append(frags)
         template = self._head + ",".join(segs) + self._tail
-        lines = list(map(template.__mod__, zip(*cols))) if cols else [template % ()] * n
+        if cols:
+            lines = list(map(template.__mod__, zip(*cols)))  # noqa: B905 (equal lengths)
+        else:
+            lines = [template % ()] * n
         if deletes:
             dsegs, dcols = [], []
             for name, idx, kind in plan["keys"]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import typing as t
 
@@ -38,9 +37,6 @@ DEFAULTS: dict[str, t.Any] = {
     "download_concurrency": 4,
     "jobs_per_minute": 5,
 }
-
-logger = logging.getLogger("tap-canvas-data2")
-
 
 class TapCanvasData2(Tap):
     """Singer tap for Instructure Canvas Data 2 (the DAP query API).
@@ -284,10 +280,6 @@ class TapCanvasData2(Tap):
         return True
 
     # ------------------------------------------------------------------ state
-
-    def load_state(self, state: dict[str, t.Any]) -> None:
-        """Keep only our bookmark fields ({timestamp, schema_version}) per stream."""
-        super().load_state(state)
 
     def write_state_now(self) -> None:
         """Emit the cumulative STATE (every stream's bookmark) right now."""

@@ -111,8 +111,8 @@ def main() -> None:
             print(f"gunzip + parse only: {n_parsed} records in {t_parse:.2f} s = "
                   f"{n_parsed / t_parse:,.0f} records/s")
             n, t_fast = run(session, sdk_path=False)
-            print(f"fast path (TSV transcoder): {n} records x {ncols} columns ({fmt}) in {t_fast:.2f} s = "
-                  f"{n / t_fast:,.0f} records/s")
+            print(f"fast path (TSV transcoder): {n} records x {ncols} columns ({fmt}) in "
+                  f"{t_fast:.2f} s = {n / t_fast:,.0f} records/s")
             stream_cls = streams_mod.DapTableStream
             old_emit = stream_cls._emit_tsv
             stream_cls.fast_path_tsv = False

@@ -166,7 +166,8 @@ def test_full_refresh_replaces(sandbox, tmp_path):
     cfg = tap_config(sb, tables=["accounts"])
     run1 = messages(run_tap(tmp_path, cfg).stdout)
     sb.advance(NS, "accounts", inserts=2, updates=1, deletes=3)
-    run2 = messages(run_tap(tmp_path, {**cfg, "full_refresh": True}, state=final_state(run1)).stdout)
+    refresh = {**cfg, "full_refresh": True}
+    run2 = messages(run_tap(tmp_path, refresh, state=final_state(run1)).stdout)
     assert len(_by_type(run2, "ACTIVATE_VERSION")) == 1
     assert not [r for r in _by_type(run2, "RECORD") if r["record"].get("_sdc_deleted_at")]
     replica = Replica()
