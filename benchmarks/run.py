@@ -139,7 +139,8 @@ class _RssPoller(threading.Thread):
 
 
 def run_pipeline(cmds: list[tuple[str, list[str]]], *, env: dict[str, str], workdir: Path,
-                 stdout_path: Path | None = None, timeout: float = 3600) -> tuple[float, list[Proc]]:
+                 stdout_path: Path | None = None,
+                 timeout: float = 3600) -> tuple[float, list[Proc]]:
     """Run cmd1 | cmd2 | ... ; return wall seconds and one Proc per command."""
     procs: list[subprocess.Popen] = []
     infos: list[Proc] = []
@@ -155,7 +156,8 @@ def run_pipeline(cmds: list[tuple[str, list[str]]], *, env: dict[str, str], work
         ef = open(workdir / f"{name}.stderr", "wb")
         last = i == len(cmds) - 1
         p = subprocess.Popen(_timed_cmd(cmd, tf), stdin=prev,
-                             stdout=final_out if last else subprocess.PIPE, stderr=ef, env=env)
+                             stdout=final_out if last else subprocess.PIPE, stderr=ef, env=env,
+                             start_new_session=True)
         if prev not in (subprocess.DEVNULL, None):
             prev.close()  # type: ignore[union-attr]
         prev = p.stdout if not last else None
@@ -170,16 +172,16 @@ def run_pipeline(cmds: list[tuple[str, list[str]]], *, env: dict[str, str], work
     ends = [0.0] * len(procs)
     deadline = started + timeout
     pending = set(range(len(procs)))
-    while pending:
-        for i in list(pending):
-            if procs[i].poll() is not None:
-                ends[i] = time.monotonic()
-                pending.discard(i)
-        if time.monotonic() > deadline:
-            for i in pending:
-                procs[i].kill()
-            raise RuntimeError(f"timeout: {[c for _, c in cmds]}")
-        time.sleep(0.02)
+    try:
+        _wait_all(procs, pending, ends, deadline, cmds)
+    except BaseException:
+        for p in procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)  # the command and /usr/bin/time
+                except OSError:
+                    p.kill()
+        raise
     wall = time.monotonic() - started
     if stdout_path:
         final_out.close()  # type: ignore[union-attr]
@@ -196,6 +198,17 @@ def run_pipeline(cmds: list[tuple[str, list[str]]], *, env: dict[str, str], work
         if info.rc != 0:
             raise RuntimeError(f"{info.name} exited {info.rc}:\n{info.stderr[-4000:]}")
     return wall, infos
+
+
+def _wait_all(procs: list, pending: set, ends: list, deadline: float, cmds: list) -> None:
+    while pending:
+        for i in list(pending):
+            if procs[i].poll() is not None:
+                ends[i] = time.monotonic()
+                pending.discard(i)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timeout: {[c for _, c in cmds]}")
+        time.sleep(0.02)
 
 
 # ------------------------------------------------------------------------------ sandbox
@@ -350,8 +363,9 @@ def server_version(kind: str) -> str:
     return v
 
 
-def checksums(kind: str, url: str) -> dict[str, Any]:
-    """Row count and, per column, an order-independent checksum of (key, value).
+def checksums(kind: str, url: str, per_column: bool = False) -> dict[str, Any]:
+    """Row count and an order-independent checksum of the rows (per column when asked:
+    of (key, value), to name the columns that differ).
 
     Values are compared as text; MySQL datetimes/times at whole seconds (dap's `datetime`
     drops the fraction, ours keeps it), binary as hex, JSON compacted.
@@ -368,8 +382,14 @@ def checksums(kind: str, url: str) -> dict[str, Any]:
             return (f"sum(('x' || substr(md5({key}::text || '|' || coalesce(\"{c}\"::text, "
                     f"'~N')), 1, 15))::bit(60)::bigint)")
 
-        cur.execute(f"SELECT count(*), {', '.join(expr(c) for c in cols)} "
-                    f'FROM "{NS}"."{TABLE}"')
+        if per_column:
+            cur.execute(f"SELECT count(*), {', '.join(expr(c) for c in cols)} "
+                        f'FROM "{NS}"."{TABLE}"')
+        else:
+            row_text = " || '|' || ".join(f"coalesce(\"{c}\"::text, '~N')" for c in cols)
+            cur.execute(f"SELECT count(*), sum(('x' || substr(md5({row_text}), 1, 15))::bit(60)"
+                        f'::bigint) FROM "{NS}"."{TABLE}"')
+            cols = ["(all columns)"]
     else:
         conn = my_connect(url)
         cur = conn.cursor()
@@ -399,15 +419,24 @@ def checksums(kind: str, url: str) -> dict[str, Any]:
             return (f"SUM(CAST(CONV(SUBSTR(MD5(CONCAT(`id`, '|', IFNULL({value(c)}, '~N'))), 1, "
                     f"15), 16, 10) AS UNSIGNED))")
 
-        cur.execute(f"SELECT COUNT(*), {', '.join(expr(c) for c in cols)} "
-                    f"FROM `{NS}__{TABLE}`")
+        if per_column:
+            cur.execute(f"SELECT COUNT(*), {', '.join(expr(c) for c in cols)} "
+                        f"FROM `{NS}__{TABLE}`")
+        else:
+            row_text = ", '|', ".join(f"IFNULL({value(c)}, '~N')" for c in cols)
+            cur.execute(f"SELECT COUNT(*), SUM(CAST(CONV(SUBSTR(MD5(CONCAT({row_text})), 1, 15), "
+                        f"16, 10) AS UNSIGNED)) FROM `{NS}__{TABLE}`")
+            cols = ["(all columns)"]
     row = cur.fetchone()
     conn.close()
-    return {"count": int(row[0]), "columns": {c: str(v) for c, v in zip(cols, row[1:])}}
+    return {"count": int(row[0]), "columns": {c: str(v) for c, v in zip(cols, row[1:], strict=True)}}
 
 
 def compare(kind: str, dap_url: str, our_url: str) -> tuple[bool, str]:
     a, b = checksums(kind, dap_url), checksums(kind, our_url)
+    if a == b:
+        return True, f"{a['count']} rows identical (count + row checksum over every column)"
+    a, b = checksums(kind, dap_url, True), checksums(kind, our_url, True)
     if a["count"] != b["count"]:
         return False, f"row counts differ: dap {a['count']}, ours {b['count']}"
     if set(a["columns"]) != set(b["columns"]):
@@ -433,6 +462,19 @@ def count_rows(kind: str, url: str) -> int:
     return n
 
 
+def checkpoint(url: str) -> None:
+    """Start every timed step with no dirty pages left over from the previous one."""
+    if url.startswith("postgresql"):
+        conn = pg_connect(url)
+        conn.autocommit = True
+        conn.cursor().execute("CHECKPOINT")
+        conn.close()
+    else:
+        conn = my_connect(url)
+        conn.cursor().execute("FLUSH TABLES")
+        conn.close()
+
+
 # ------------------------------------------------------------------------------ steps
 def dap_cmd(sb: SandboxProc, *args: str) -> list[str]:
     return [str(ensure_dap()), "--base-url", sb.url, "--client-id", sb.client_id,
@@ -443,13 +485,16 @@ def dap_cmd(sb: SandboxProc, *args: str) -> list[str]:
 def run_dap_step(sb: SandboxProc, command: str, url: str, workdir: Path, rows: int,
                  label: str) -> Run:
     env = dap_env(connection_string=url)
+    logs = workdir / f"dap-{command}"
+    logs.mkdir(exist_ok=True)
+    checkpoint(url)
     wall, procs = run_pipeline([("dap", dap_cmd(sb, command, "--namespace", NS,
-                                                "--table", TABLE))], env=env, workdir=workdir)
+                                                "--table", TABLE))], env=env, workdir=logs)
     return Run(label, wall, rows, procs)
 
 
 def run_ours(sb: SandboxProc, url: str, workdir: Path, rows: int, label: str,
-             state_in: Path | None, state_out: Path) -> Run:
+             state_in: Path | None, state_out: Path, step: str) -> Run:
     tap_cfg = workdir / "tap.json"
     tap_cfg.write_text(json.dumps({
         "base_url": sb.url, "client_id": sb.client_id, "client_secret": sb.client_secret,
@@ -464,8 +509,11 @@ def run_ours(sb: SandboxProc, url: str, workdir: Path, rows: int, label: str,
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("DAP_", "TAP_CANVAS_DATA2_", "TARGET_DAP_SQL_"))}
     (workdir / "tap-tmp").mkdir(exist_ok=True)
-    out = workdir / "target.stdout"
-    wall, procs = run_pipeline([("tap", tap), ("target", target)], env=env, workdir=workdir,
+    logs = workdir / step
+    logs.mkdir(exist_ok=True)
+    checkpoint(url)
+    out = logs / "target.stdout"
+    wall, procs = run_pipeline([("tap", tap), ("target", target)], env=env, workdir=logs,
                                stdout_path=out)
     lines = [ln for ln in out.read_text().splitlines() if ln.strip()]
     if not lines:
@@ -500,6 +548,7 @@ def copy_limit(sb: SandboxProc, url: str, workdir: Path) -> tuple[Run, int]:
     cur.execute(f'DROP TABLE IF EXISTS "{NS}"."copy_limit"')
     cur.execute(f'CREATE TABLE "{NS}"."copy_limit" (LIKE "{NS}"."{TABLE}" INCLUDING ALL)')
     conn.commit()
+    checkpoint(url)
     t0 = time.monotonic()
     with open(tsv, "rb") as f:
         cur.copy_expert(f'COPY "{NS}"."copy_limit" ({cols}) FROM STDIN', f, size=1 << 20)
@@ -580,6 +629,7 @@ def main() -> int:
     deletes = args.deletes if args.deletes is not None else rows // 50
 
     workdir = Path(tempfile.mkdtemp(prefix="dap-bench-"))
+    load_start = os.getloadavg()
     log(f"work dir {workdir}")
     started = time.monotonic()
     if not args.skip_dap:
@@ -613,7 +663,7 @@ def main() -> int:
             url = fresh_db(kind, "bench_ours")
             log(f"{kind}: tap | target first sync ...")
             r = run_ours(sb, url, wd, rows, "tap→target first sync", None,
-                         wd / "state.json")
+                         wd / "state.json", "ours-initial")
             results[kind]["ours_init"] = r
             log(f"{kind}: ours {r.wall:.2f} s ({r.rate:,.0f} rows/s), tap "
                 f"{r.rss('tap'):.0f} MB, target {r.rss('target'):.0f} MB")
@@ -654,7 +704,7 @@ def main() -> int:
                 log(f"{kind}: dap syncdb {r.wall:.2f} s")
             log(f"{kind}: tap | target incremental ...")
             r = run_ours(sb, db_url(kind, "bench_ours"), wd, changes, "tap→target incremental",
-                         wd / "state.json", wd / "state2.json")
+                         wd / "state.json", wd / "state2.json", "ours-incremental")
             results[kind]["ours_sync"] = r
             log(f"{kind}: ours incremental {r.wall:.2f} s")
             expected = rows + inserts - deletes
@@ -686,7 +736,7 @@ def main() -> int:
                 wd.mkdir(parents=True)
                 url = fresh_db(kind, "bench_small")
                 r = run_ours(small, url, wd, args.small, f"first sync, {args.small:,} rows",
-                             None, wd / "state.json")
+                             None, wd / "state.json", "ours-initial")
                 results[kind]["ours_init_small"] = r
                 log(f"{kind}: small {r.wall:.2f} s, tap {r.rss('tap'):.0f} MB, target "
                     f"{r.rss('target'):.0f} MB")
@@ -734,6 +784,10 @@ def main() -> int:
             for p in big_r.procs:
                 report.append(f"- {p.name}: {p.cpu:.1f} s CPU during the first sync")
         report.append("")
+    load_end = os.getloadavg()
+    notes.append(f"load average (1/5/15 min) at start {load_start[0]:.1f}/{load_start[1]:.1f}/"
+                 f"{load_start[2]:.1f}, at end {load_end[0]:.1f}/{load_end[1]:.1f}/"
+                 f"{load_end[2]:.1f} (above ~0.5 means other work shared the 2 CPUs)")
     report += ["Notes:", ""] + [f"- {n}" for n in notes] + [
         f"- total benchmark time {time.monotonic() - started:.0f} s", ""]
     text = "\n".join(report)

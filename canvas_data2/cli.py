@@ -103,7 +103,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
     client = _client(args)
     out = Path(args.output_directory)
     out.mkdir(parents=True, exist_ok=True)
-    for table in _tables(args, client.list_tables(args.namespace) if args.table in (None, "all") else None):
+    everything = args.table in (None, "all")
+    for table in _tables(args, client.list_tables(args.namespace) if everything else None):
         schema, version = client.get_schema(args.namespace, table)
         path = out / f"{table}_schema_version_{version}.json"
         path.write_text(json.dumps({"schema": schema, "version": version}, indent=2))
@@ -160,8 +161,8 @@ def cmd_initdb(args: argparse.Namespace) -> int:
         tables = _client(args).list_tables(args.namespace)
     refused = [t for t in tables if t in done]
     for table in refused:
-        print(f"error: {args.namespace}.{table}: table already initialized; run syncdb to update it "
-              "(or dropdb then initdb to start over)", file=sys.stderr)
+        print(f"error: {args.namespace}.{table}: table already initialized; run syncdb to "
+              "update it (or dropdb then initdb to start over)", file=sys.stderr)
     todo = [t for t in tables if t not in done]
     if not todo:
         return 5 if refused else 0
@@ -198,7 +199,8 @@ def _run(args: argparse.Namespace, conn: str, tables: list[str], state: dict | N
     if not result.ok:
         return _fail(
             f"pipeline failed (tap exit {result.tap_returncode}, target exit "
-            f"{result.target_returncode}); tables whose state was committed are kept, rerun to resume",
+            f"{result.target_returncode}); tables whose state was committed are kept, "
+            "rerun to resume",
             5,
         )
     return 0
@@ -234,10 +236,13 @@ def cmd_dropdb(args: argparse.Namespace) -> int:
 
 
 def cmd_state(args: argparse.Namespace) -> int:
-    """Print the tap state recorded in the database's meta table (migrating from `dap`)."""
+    """Print the tap state recorded in the database's meta table (migrating from `dap`):
+    `{"bookmarks": ...}` for `tap-canvas-data2 --state`, or with --meltano
+    `{"singer_state": {"bookmarks": ...}}`, the form `meltano state set` accepts."""
     from target_dap_sql.admin import state_from_meta
 
-    print(json.dumps(state_from_meta(_connection_string(args))))
+    state = state_from_meta(_connection_string(args))
+    print(json.dumps({"singer_state": state} if args.meltano else state))
     return 0
 
 
@@ -290,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--client-id", help="DAP client ID (env DAP_CLIENT_ID)")
     parser.add_argument("--client-secret", help="DAP client secret (env DAP_CLIENT_SECRET)")
     parser.add_argument("--connection-string",
-                        help=f"database URL (env DAP_CONNECTION_STRING, default {DEFAULT_CONNECTION})")
+                        help="database URL (env DAP_CONNECTION_STRING, default "
+                        f"{DEFAULT_CONNECTION})")
     parser.add_argument("--temp-dir", help="spool downloaded objects here instead of memory")
     parser.add_argument("--jobs-per-minute", type=float, default=None,
                         help="query jobs started per minute at most (tap default 5, DAP's "
@@ -314,14 +320,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--format", default="jsonl", choices=["jsonl", "tsv", "csv"])
         p.add_argument("--output-directory", default="downloads")
         if name == "incremental":
-            p.add_argument("--since", required=True, help="ISO timestamp with zone, e.g. 2026-01-01T00:00:00Z")
+            p.add_argument("--since", required=True,
+                           help="ISO timestamp with zone, e.g. 2026-01-01T00:00:00Z")
             p.add_argument("--until", help="ISO timestamp with zone (default: latest)")
     add("initdb", cmd_initdb, "snapshot tables into the database")
     add("syncdb", cmd_syncdb, "apply changes since the last sync")
     p = add("listdb", cmd_listdb, "list replicated tables", table=False)
     p.add_argument("--json", action="store_true")
     add("dropdb", cmd_dropdb, "drop replicated tables and their sync records")
-    add("state", cmd_state, "print Singer state from the database's sync records", table=False)
+    p = add("state", cmd_state, "print Singer state from the database's sync records",
+            table=False)
+    p.add_argument("--meltano", action="store_true",
+                   help='wrap it as {"singer_state": ...} for `meltano state set`')
     p = add("demo", cmd_demo, "run the whole pipeline against the built-in sandbox", table=False)
     p.add_argument("--seed", type=int, default=1)
     return parser

@@ -74,11 +74,13 @@ def run_pipeline(
     returned (it is also what Meltano would store).
     """
     with private_dir() as tmp:
-        tap_cmd = [_executable("tap-canvas-data2"), "--config", str(write_json(tmp / "tap.json", tap_config))]
+        tap_cmd = [_executable("tap-canvas-data2"),
+                   "--config", str(write_json(tmp / "tap.json", tap_config))]
         if state:
             tap_cmd += ["--state", str(write_json(tmp / "state.json", state))]
         target_cmd = [
-            _executable("target-dap-sql"), "--config", str(write_json(tmp / "target.json", target_config))
+            _executable("target-dap-sql"),
+            "--config", str(write_json(tmp / "target.json", target_config)),
         ]
         run_env = {**os.environ, **(env or {})}
         tap = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE, env=run_env)

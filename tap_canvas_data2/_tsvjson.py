@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import typing as t
+from itertools import repeat
 from json.encoder import encode_basestring  # C implementation (ensure_ascii=False)
 
 import orjson
@@ -31,6 +32,7 @@ NULL = "\\N"
 _NULL_TO_JSON = {NULL: "null"}
 _ENC_NULL_TO_JSON = {encode_basestring(NULL): "null"}
 _SPECIAL = re.compile(r'[\x00-\x1f"\\]')
+_CTRL_OR_QUOTE = re.compile(r'[\x00-\x1f"]')
 _INT = r"(?:-?(?:0|[1-9][0-9]*)|null)"
 _NUM = r"(?:-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|null)"
 _INT_COL = re.compile(rf"{_INT}(?:,{_INT})*")
@@ -86,6 +88,8 @@ class TsvRecordWriter:
         tail = "}}" if version is None else '},"version":' + str(int(version)) + "}"
         self._head = head.replace("%", "%%")
         self._tail = tail.replace("%", "%%")
+        self._head_raw, self._tail_raw = head, tail
+        self._keys_raw = {c: encode_basestring(c) for c in self.layout.columns}
         self._keys = {c: encode_basestring(c).replace("%", "%%") for c in self.layout.columns}
         self._del_key = encode_basestring(deleted_at).replace("%", "%%")
         self.n_upserts = 0
@@ -157,21 +161,24 @@ class TsvRecordWriter:
                     deletes.append(i)
                 if nu + len(deletes) != n:
                     raise _Fallback  # unknown action: let the parser report it
-        segs: list[str] = []
-        cols: list[list[str]] = []
+        # every line is constant text and column fragments in turn: one C-level "".join per
+        # line over zip(repeat(constant), fragments, ...) (no format string parsed per line)
         keys = self._keys
+        keys_raw = self._keys_raw
+        pieces: list = []
+        pending = self._head_raw
+        sep = ""
         for name, idx, kind in plan["out"]:
             if idx is None:
-                segs.append(keys[name] + ":null")
+                pending += sep + keys_raw[name] + ":null"
+                sep = ","
                 continue
             quoted, frags = _fragments(fields[idx::ncols], kind)
-            segs.append(keys[name] + (':"%s"' if quoted else ":%s"))
-            cols.append(frags)
-        template = self._head + ",".join(segs) + self._tail
-        if cols:
-            lines = list(map(template.__mod__, zip(*cols)))  # noqa: B905 (equal lengths)
-        else:
-            lines = [template % ()] * n
+            pieces.append(repeat(pending + sep + keys_raw[name] + (':"' if quoted else ":"), n))
+            pieces.append(frags)
+            pending, sep = ('"' if quoted else ""), ","
+        pieces.append(repeat(pending + self._tail_raw, n))
+        lines = list(map("".join, zip(*pieces)))  # noqa: B905 (equal lengths)
         if deletes:
             dsegs, dcols = [], []
             for name, idx, kind in plan["keys"]:
@@ -216,12 +223,19 @@ class TsvRecordWriter:
 def _fragments(col: list[str], kind: str) -> tuple[bool, list[str]]:
     """JSON text fragments of one column: (use a quoted slot, fragments)."""
     if kind == "int" or kind == "float":
+        joined = ",".join(col)
+        regex = _INT_COL if kind == "int" else _NUM_COL
+        if joined.count(",") == len(col) - 1:  # no value holds a comma
+            if NULL not in joined:
+                if regex.fullmatch(joined) is not None:
+                    return False, col
+            else:  # NULL -> null on the joined text (a number cannot hold a backslash)
+                joined = joined.replace(NULL, "null")
+                if regex.fullmatch(joined) is not None:
+                    return False, joined.split(",")
         if NULL in col:
             col = list(map(_NULL_TO_JSON.get, col, col))
-        regex = _INT_COL if kind == "int" else _NUM_COL
-        if regex.fullmatch(",".join(col)) is None:
-            return False, [_number(v, kind) for v in col]
-        return False, col
+        return False, [_number(v, kind) for v in col]
     if kind == "bool":
         if not _BOOLS.issuperset(col):
             raise _Fallback
@@ -250,9 +264,14 @@ def _fragments(col: list[str], kind: str) -> tuple[bool, list[str]]:
         return False, list(map(encode_basestring, col))
     nulls = col.count(NULL)
     if joined.count("\\") == nulls:  # only NULLs, no escapes
+        if _CTRL_OR_QUOTE.search(joined) is None:  # quote every value, then "\N" -> null
+            frags = ('"' + '"\x00"'.join(col) + '"').replace('"\\N"', "null").split("\x00")
+            if len(frags) == len(col):
+                return False, frags
         frags = list(map(encode_basestring, col))
         return False, list(map(_ENC_NULL_TO_JSON.get, frags, frags))
-    if "\x01" not in joined and "\\\\N" not in joined:  # (a string "\N" needs care)
+    if "\x01" not in joined and "\\\\N" not in col:  # (a value "\\N", the string "\N", is
+        # not NULL: it needs care)
         # undo the escapes of the whole column at once; \x01 separates the fields (no escape
         # produces it and the column has none); "\\\\" (a backslash) splits the text first
         parts = "\x01".join(col).split("\\\\")

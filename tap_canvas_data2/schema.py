@@ -58,14 +58,12 @@ def columns(dap_schema: dict) -> list[str]:
 
 
 def schema_without_meta(dap_schema: dict) -> dict:
-    """A deep copy of the DAP schema with the ``meta`` property removed (as dap stores it)."""
+    """A deep copy of the DAP schema with the ``meta`` property removed, exactly as dap stores
+    it in ``table_sync.schema_description`` (dap pops the property but keeps ``required``)."""
     result = copy.deepcopy(dap_schema)
     props = result.get("properties")
     if isinstance(props, dict):
         props.pop("meta", None)
-    req = result.get("required")
-    if isinstance(req, list) and "meta" in req:
-        result["required"] = [r for r in req if r != "meta"]
     return result
 
 

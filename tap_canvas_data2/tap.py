@@ -155,6 +155,24 @@ class TapCanvasData2(Tap):
         ),
     ).to_dict()
 
+    # ------------------------------------------------------------------ command line
+
+    @classmethod
+    def get_singer_command(cls) -> t.Any:
+        """The SDK command, with every failure as one stderr line and exit code 1."""
+        from tap_canvas_data2._cli import one_line_command  # noqa: PLC0415
+        from tap_canvas_data2.api.errors import DAPError  # noqa: PLC0415
+
+        return one_line_command(super().get_singer_command(), expected=(DAPError,))
+
+    @classmethod
+    def cb_config(cls, ctx: t.Any, param: t.Any, value: tuple[str, ...]) -> t.Any:
+        """Read ``--config`` files; a missing or malformed one is a one-line error."""
+        from tap_canvas_data2._cli import read_config_files  # noqa: PLC0415
+
+        read_config_files(value)
+        return super().cb_config(ctx, param, value)
+
     # ------------------------------------------------------------------ config
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
@@ -171,6 +189,20 @@ class TapCanvasData2(Tap):
             if cfg.get(setting) is None:
                 cfg[setting] = list(default) if isinstance(default, list) else default
         errors = super()._validate_config(raise_errors=raise_errors)
+        for setting in ("since", "until"):  # the SDK does not check "format": "date-time"
+            value = cfg.get(setting)
+            if value not in (None, ""):
+                from tap_canvas_data2.streams import to_dap_timestamp  # noqa: PLC0415
+
+                try:
+                    to_dap_timestamp(value)
+                except (TypeError, ValueError):
+                    errors.append(f"setting '{setting}' must be an ISO 8601 date-time such as "
+                                  f"2024-01-31T00:00:00Z, got {value!r}")
+        if errors and raise_errors:
+            raise ConfigValidationError(
+                "Config validation failed", errors=errors, schema=self.config_jsonschema
+            )
         if cfg.get("base_url") != SANDBOX:
             missing = [
                 f"missing setting '{s}' (or environment variable {ENV_FALLBACKS[s]})"
@@ -210,14 +242,33 @@ class TapCanvasData2(Tap):
                     names.add(tbl)
             else:
                 names.add(w)
-        unknown = {n for n in names if n not in tables}
-        if unknown and len(self.config.get("namespaces") or []) <= 1:
-            self.logger.warning(
-                "Tables not found in namespace '%s' (ignored): %s",
-                namespace,
-                ", ".join(sorted(unknown)),
-            )
         return [tbl for tbl in tables if tbl in names]
+
+    def _check_tables_exist(self, listed: dict[str, list[str]]) -> None:
+        """Every table named in the ``tables`` setting exists in a configured namespace;
+        else one error naming the unknown tables (a typo must not sync nothing silently)."""
+        wanted = [str(x) for x in self.config.get("tables") or ["all"]]
+        if any(w.lower() == "all" for w in wanted):
+            return
+        unknown = []
+        for w in wanted:
+            ns, dot, tbl = w.partition(".")
+            if dot and ns in listed:
+                found = tbl in listed[ns]
+            else:
+                found = not dot and any(w in tables for tables in listed.values())
+            if not found:
+                unknown.append(w)
+        if unknown:
+            from tap_canvas_data2.api.errors import NotFoundError  # noqa: PLC0415
+
+            known = "; ".join(
+                f"{ns}: {', '.join(tables[:40])}{', ...' if len(tables) > 40 else ''}"
+                for ns, tables in listed.items())
+            raise NotFoundError(
+                f"unknown table(s) in the 'tables' setting: {', '.join(unknown)}; fix the "
+                f"setting (namespace[s] {', '.join(listed)} have {known})", kind="table",
+                id=unknown[0])
 
     def discover_streams(self) -> list[DapTableStream]:
         """One stream per DAP table: one list call per namespace, one schema call per table.
@@ -233,8 +284,9 @@ class TapCanvasData2(Tap):
                 if md is None or md.get((), False):
                     selected_in_catalog.add(entry.tap_stream_id)
         streams: list[DapTableStream] = []
+        listed: dict[str, list[str]] = {}
         for namespace in self.config.get("namespaces") or ["canvas"]:
-            tables = self.dap.list_tables(namespace)
+            tables = listed[namespace] = self.dap.list_tables(namespace)
             for table in self._wanted(namespace, tables):
                 name = dap_schema.stream_name(namespace, table)
                 if selected_in_catalog is not None and name not in selected_in_catalog:
@@ -249,6 +301,7 @@ class TapCanvasData2(Tap):
                         schema_version=version,
                     )
                 )
+        self._check_tables_exist(listed)
         return streams
 
     @property

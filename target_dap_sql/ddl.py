@@ -150,12 +150,17 @@ def _decimal_type(prop: dict) -> ColType | None:
     return ColType("decimal", precision=integer_digits + scale, scale=scale)
 
 
+def _enum_labels(prop: dict) -> tuple[str, ...]:
+    """Enum labels in schema order; a JSON null (how a nullable enum admits NULL) is no label."""
+    return tuple(str(v) for v in prop["enum"] if v is not None)
+
+
 def col_type(prop: dict, table: str, name: str) -> ColType:
     """The :class:`ColType` of one JSON-schema property (dap-semantics §1.4)."""
     types, _ = _types_of(prop)
     if not types:
         if "enum" in prop:
-            return ColType("enum", values=tuple(prop["enum"]), enum_name=f"{table}__{name}")
+            return ColType("enum", values=_enum_labels(prop), enum_name=f"{table}__{name}")
         return ColType("json")
     kind = types[0] if len(types) == 1 else "__union__"
     if kind == "__union__":
@@ -189,8 +194,7 @@ def col_type(prop: dict, table: str, name: str) -> ColType:
         if fmt_kind:
             return ColType(fmt_kind)
         if prop.get("enum"):
-            return ColType("enum", values=tuple(str(v) for v in prop["enum"]),
-                           enum_name=f"{table}__{name}")
+            return ColType("enum", values=_enum_labels(prop), enum_name=f"{table}__{name}")
         if prop.get("maxLength") is not None:
             return ColType("varchar", length=int(prop["maxLength"]))
         return ColType("text")

@@ -10,6 +10,7 @@ bookmark changed are written, everything is committed, and only then is the STAT
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import threading
@@ -50,6 +51,31 @@ class StreamState:
     started: float = field(default_factory=time.monotonic)
     db_seconds: float = 0.0
     last_progress_rows: int = 0
+
+
+READ_BLOCK_BYTES = 1 << 20
+
+
+def _lines_of(source: Iterable[bytes | str]) -> Iterable[bytes | str]:
+    """The lines of ``source``; a binary stream is read in blocks of whatever has arrived
+    (``read1``: never waits for a full block, so a STATE is seen as soon as it is written)
+    and split in C, instead of one ``readline`` per message."""
+    read1 = getattr(source, "read1", None)
+    if read1 is None or isinstance(source, io.TextIOBase):
+        yield from source
+        return
+    rest = b""
+    while True:
+        block = read1(READ_BLOCK_BYTES)
+        if not block:
+            break
+        if rest:
+            block = rest + block
+        lines = block.split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
 
 
 class Loader:
@@ -94,7 +120,7 @@ class Loader:
         batch_limit = self.batch_size_rows
         byte_limit = self.max_batch_bytes
         lineno = 0
-        for line in lines:
+        for line in _lines_of(lines):
             lineno += 1
             try:
                 msg = loads(line)

@@ -156,9 +156,16 @@ class Sandbox:
 
     # --- faults and observation -------------------------------------------------------------
     def inject(self, kind: str, *, count: int = 1, path: str | None = None,
-               retry_after: int = 1) -> None:
-        """Arm a fault (see ``faults.py`` for kinds)."""
-        self.service.inject(kind, count, path, retry_after)
+               retry_after: int = 1, type: str | None = None) -> None:  # noqa: A002
+        """Arm a fault (see ``faults.py`` for kinds; ``type`` is the DAP error type of
+        ``http_403``)."""
+        self.service.inject(kind, count, path, retry_after, type)
+
+    def issued_secrets(self) -> dict[str, list[str]]:
+        """Every access token and pre-signed object URL handed out so far (secret-leak
+        tests look for them in logs)."""
+        with self.service.lock:
+            return {k: list(v) for k, v in self.service.issued.items()}
 
     def clear_faults(self) -> None:
         self.service.faults.clear()

@@ -4,6 +4,8 @@ Kinds (``count`` = how many times it fires, ``path`` = optional request-path pre
 
 =====================  =======================================================================
 ``http_429``           answer 429 Too Many Requests with ``Retry-After: <retry_after>`` (def. 1)
+``http_403``           answer 403 with DAP error ``type`` (def. AccountDisabled; also
+                       AccountNotOnboarded, AccountUnderMaintenance, RequestTypeForbidden)
 ``http_500``           answer 500 with a JSON error body
 ``http_503``           answer 503 with a JSON error body
 ``drop_connection``    close the socket without any response
@@ -24,14 +26,21 @@ import threading
 from dataclasses import dataclass, field
 
 KINDS = (
-    "http_429", "http_500", "http_503", "drop_connection", "drop_mid_download",
+    "http_429", "http_403", "http_500", "http_503", "drop_connection", "drop_mid_download",
     "token_expire", "token_revoke", "url_expire", "job_fail", "job_expiring",
     "snapshot_required", "out_of_range",
 )
+#: DAP 403 error types (``http_403`` ``type=``) and their messages.
+ACCOUNT_ERRORS = {
+    "AccountDisabled": "the account is disabled (injected fault)",
+    "AccountNotOnboarded": "the account is not onboarded to DAP (injected fault)",
+    "AccountUnderMaintenance": "the account is under maintenance (injected fault)",
+    "RequestTypeForbidden": "this request type is forbidden for the client (injected fault)",
+}
 #: Kinds that act at once when injected rather than on later requests.
 IMMEDIATE = ("token_expire", "token_revoke")
 #: Kinds checked at the start of any request (before routing).
-REQUEST_LEVEL = ("http_429", "http_500", "http_503", "drop_connection")
+REQUEST_LEVEL = ("http_429", "http_403", "http_500", "http_503", "drop_connection")
 
 
 @dataclass
@@ -58,6 +67,11 @@ class Faults:
     def add(self, fault: Fault) -> None:
         if fault.kind not in KINDS:
             raise ValueError(f"unknown fault kind {fault.kind!r}; known: {', '.join(KINDS)}")
+        if fault.kind == "http_403":
+            fault.extra.setdefault("type", "AccountDisabled")
+            if fault.extra["type"] not in ACCOUNT_ERRORS:
+                raise ValueError(f"unknown 403 type {fault.extra['type']!r}; known: "
+                                 f"{', '.join(ACCOUNT_ERRORS)}")
         if fault.count < 1:
             raise ValueError("count must be at least 1")
         with self._lock:

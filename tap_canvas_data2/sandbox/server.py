@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .faults import REQUEST_LEVEL
+from .faults import ACCOUNT_ERRORS, REQUEST_LEVEL
 from .service import ApiError, S3Error, SandboxService, error
 
 ADMIN = "/_sandbox/"
@@ -29,6 +29,15 @@ class DapServer(ThreadingHTTPServer):
     def __init__(self, addr: tuple[str, int], service: SandboxService):
         super().__init__(addr, Handler)
         self.service = service
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (killed tap, dropped connection) is not an error worth
+        a traceback on the test's stderr; anything else is reported as usual."""
+        import sys  # noqa: PLC0415
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def base_url(self) -> str:
@@ -115,6 +124,8 @@ class Handler(BaseHTTPRequestHandler):
                     status = 0
                     return self._drop()
                 code = int(f.kind[5:])
+                if code == 403:
+                    raise error(403, f.extra["type"], ACCOUNT_ERRORS[f.extra["type"]])
                 e = error(code, {429: "TooManyRequests", 500: "InternalServerError",
                                  503: "ServiceUnavailable"}[code],
                           f"injected fault {f.kind}")
@@ -231,7 +242,7 @@ def admin_call(svc: SandboxService, name: str, a: dict[str, Any]) -> Any:
         return {"horizon": svc.expire_history(a["namespace"], a["table"], a.get("before"))}
     if name == "inject":
         svc.inject(a["kind"], int(a.get("count", 1)), a.get("path"),
-                   int(a.get("retry_after", 1)))
+                   int(a.get("retry_after", 1)), a.get("type"))
         return {"armed": svc.faults.armed()}
     if name == "clear_faults":
         svc.faults.clear()

@@ -135,6 +135,7 @@ class SandboxService:
         self._token_seq = 0
         self._expired_upto = 0  # tokens with seq <= this are expired (token_expire fault)
         self._revoked_upto = 0
+        self.issued: dict[str, list[str]] = {"tokens": [], "urls": []}  # secrets handed out
         self._jobs: dict[str, Job] = {}
         self._job_times: dict[str, list[float]] = {}
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dap-sandbox-gen")
@@ -228,6 +229,8 @@ class SandboxService:
                    "exp": now + self.token_ttl, "jti": str(seq), "scope": "urn:dap:sandbox"}
         signing = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(payload).encode())
         sig = _b64(hmac.new(self._secret, signing.encode(), hashlib.sha256).digest())
+        with self.lock:
+            self.issued["tokens"].append(f"{signing}.{sig}")
         return {"access_token": f"{signing}.{sig}", "expires_in": self.token_ttl,
                 "scope": "urn:dap:sandbox", "token_type": "Bearer"}
 
@@ -426,6 +429,8 @@ class SandboxService:
             self._resolve(oid)
             expired = self.faults.take("url_expire", "/dap/object/url") is not None
             urls[oid] = {"url": self._sign(base_url, oid, expired)}
+        with self.lock:
+            self.issued["urls"].extend(u["url"] for u in urls.values())
         return {"urls": urls}
 
     def _resolve(self, oid: str) -> Path:
@@ -495,7 +500,7 @@ class SandboxService:
                 ns, table, None if before is None else parse_ts(before)))
 
     def inject(self, kind: str, count: int = 1, path: str | None = None,
-               retry_after: int = 1) -> None:
+               retry_after: int = 1, type_: str | None = None) -> None:
         if kind in IMMEDIATE:
             with self.lock:
                 if kind == "token_expire":
@@ -504,7 +509,8 @@ class SandboxService:
                     self._revoked_upto = self._token_seq
                 self.faults.fired[kind] = self.faults.fired.get(kind, 0) + 1
             return
-        self.faults.add(Fault(kind=kind, count=count, path=path, retry_after=retry_after))
+        self.faults.add(Fault(kind=kind, count=count, path=path, retry_after=retry_after,
+                              extra={"type": type_} if type_ else {}))
 
     def expected_rows(self, ns: str, table: str) -> Iterator[dict[str, Any]]:
         """Current rows; the table is checked (and the state frozen) before this returns."""

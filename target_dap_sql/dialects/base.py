@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from target_dap_sql.connection import ConnectionInfo
-from target_dap_sql.ddl import ColType, Column, TableDef, shorten_identifier
+from target_dap_sql.ddl import ColType, Column, TableDef, col_type, shorten_identifier
 from target_dap_sql.errors import SchemaError
 
 log = logging.getLogger("target_dap_sql")
@@ -262,4 +262,30 @@ def enum_types(tdef: TableDef) -> list[ColType]:
         t = col.type.item if col.type.kind == "array" else col.type
         if t is not None and t.kind == "enum" and t not in out:
             out.append(t)
+    return out
+
+
+def nested_enum_types(tdef: TableDef) -> list[ColType]:
+    """Enums inside nested-object columns, named ``<table>__<column>__<member>``.
+
+    The column itself is JSON, so no column uses these types; dap (pysqlsync) creates them on
+    PostgreSQL all the same, and so do we, so that the catalogs are identical.
+    """
+    props = (tdef.singer_schema or {}).get("properties") or {}
+    out: list[ColType] = []
+
+    def walk(prop: dict, path: str) -> None:
+        for member, sub in (prop.get("properties") or {}).items():
+            if not isinstance(sub, dict):
+                continue
+            name = f"{path}__{member}"
+            t = col_type(sub, tdef.table, name.split("__", 1)[1]) if sub.get("enum") else None
+            if t is not None and t.kind == "enum" and len(t.values) > 1:
+                out.append(t)
+            walk(sub, name)
+
+    for col in tdef.columns:
+        prop = props.get(col.name)
+        if col.type.kind == "json" and isinstance(prop, dict):
+            walk(prop, f"{tdef.table}__{col.name}")
     return out

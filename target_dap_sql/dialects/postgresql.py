@@ -34,6 +34,7 @@ from target_dap_sql.dialects.base import (
     enum_types,
     first_line,
     key_text,
+    nested_enum_types,
     sql_string,
 )
 from target_dap_sql.errors import BadRecord, ConnectError, RejectedByDatabase
@@ -62,6 +63,31 @@ def _pg_array(value: list) -> str:
         else:
             parts.append(_csv_string(str(item)))
     return "{" + ",".join(parts) + "}"
+
+
+def _raw_controls(out: bytes) -> bytes | None:
+    """orjson output with its ``\\n`` ``\\r`` ``\\t`` ``\\b`` ``\\f`` escapes turned into the raw
+    characters (valid inside a quoted CSV field); None if other escapes (``\\u00XX``) remain.
+
+    JSON escapes are read left to right, so splitting at ``\\\\`` (an escaped backslash) leaves
+    parts in which every backslash starts an escape sequence.
+    """
+    if b"\\\\" not in out:  # the common case: newlines, maybe quotes
+        out = out.replace(b"\\n", b"\n")
+        if out.count(b"\\") == out.count(b'\\"'):
+            return out
+        parts = [out]
+    else:
+        parts = out.split(b"\\\\")
+    for i, part in enumerate(parts):
+        if b"\\" not in part:
+            continue
+        part = (part.replace(b"\\n", b"\n").replace(b"\\r", b"\r").replace(b"\\t", b"\t")
+                .replace(b"\\b", b"\x08").replace(b"\\f", b"\x0c"))
+        if b"\\u" in part:
+            return None
+        parts[i] = part
+    return b"\\\\".join(parts) if len(parts) > 1 else parts[0]
 
 
 def _float_text(value: float) -> str:
@@ -179,7 +205,7 @@ class PostgreSQLDialect(Dialect):
     def prepare_types(self, tdef: TableDef) -> None:
         """CREATE SCHEMA, CREATE TYPE ... AS ENUM / ALTER TYPE ... ADD VALUE; committed."""
         self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(tdef.namespace)}").close()
-        for t in enum_types(tdef):
+        for t in enum_types(tdef) + nested_enum_types(tdef):
             name = self.ident(t.enum_name or "")
             rows = self.query(
                 "SELECT e.enumlabel FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
@@ -345,7 +371,10 @@ class PostgreSQLDialect(Dialect):
                 return slow(rec)
             if search(out) is None:
                 return key_of(rec), out[1:-1]
-            return slow(rec)
+            out = _raw_controls(out)
+            if out is None:
+                return slow(rec)
+            return key_of(rec), out[1:-1]
 
         return Renderer(render=render, key_of=key_of, slow=slow)
 

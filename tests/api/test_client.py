@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 import tracemalloc
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -253,34 +251,7 @@ def test_job_creation_spacing(sb):
     assert sb.stats()["jobs_created"] == 3
 
 
-# --------------------------------------------------------------------------- 403 (stub server)
-
-
-class _Stub(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    error_type = "AccountDisabled"
-
-    def log_message(self, *a):
-        pass
-
-    def _send(self, status, body):
-        import json
-
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self._send(200, {"access_token": "a.eyJleHAiOjk5OTk5OTk5OTl9.c", "expires_in": 3600,
-                         "scope": "x", "token_type": "Bearer"})
-
-    def do_GET(self):
-        self._send(403, {"error": {"type": type(self).error_type, "uuid": "u-403",
-                                   "message": "no"}})
+# --------------------------------------------------------------------------- 403 (sandbox)
 
 
 @pytest.mark.parametrize("etype,cls", [
@@ -289,20 +260,20 @@ class _Stub(BaseHTTPRequestHandler):
     ("AccountUnderMaintenance", AccountUnderMaintenanceError),
     ("RequestTypeForbidden", RequestTypeForbiddenError),
 ])
-def test_403_account_errors(etype, cls):
-    handler = type("H", (_Stub,), {"error_type": etype})
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        with DAPClient(f"http://127.0.0.1:{srv.server_address[1]}", "id", "s3cret",
-                       **FAST) as c:
-            with pytest.raises(cls) as ei:
-                c.list_tables("canvas")
-    finally:
-        srv.shutdown()
-        srv.server_close()
+def test_403_account_errors(sb, etype, cls):
+    # enough 403s to outlast the retries of the retryable AccountUnderMaintenance
+    sb.inject("http_403", type=etype, path="/dap/", count=FAST["max_retries"] + 1)
+    with make_client(sb) as c:
+        with pytest.raises(cls) as ei:
+            c.list_tables("canvas")
     assert isinstance(ei.value, AccountError) and ei.value.status == 403
-    assert etype in str(ei.value) and "[error uuid u-403]" in str(ei.value)
+    assert etype in str(ei.value) and ei.value.uuid and f"[error uuid {ei.value.uuid}]" in \
+        str(ei.value)
+    assert sb.client_secret not in str(ei.value)
+    assert sb.stats()["errors"].get("list_tables 403", 0) >= 1
+    sb.clear_faults()
+    with make_client(sb) as c:  # the account is fine again: same client code works
+        assert "users" in c.list_tables("canvas")
 
 
 # --------------------------------------------------------------------------- downloads

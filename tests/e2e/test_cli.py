@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tests.e2e.util import (
     NS,
+    assert_nothing_later,
     canvas_tables,
     check_meta,
     check_tables,
@@ -68,6 +69,7 @@ def table_exists(url: str, table: str) -> bool:
 
 def test_database_commands(sqlite_url, tmp_path):
     tables = canvas_tables()
+    later: list[str] = []
     with small_sandbox(seed=21) as sb:
         env = sandbox_env(sb, sqlite_url)
         fast = ["--jobs-per-minute", "0"]  # the sandbox has no job rate limit
@@ -84,7 +86,7 @@ def test_database_commands(sqlite_url, tmp_path):
         spool.mkdir()
         cli(*fast, "--temp-dir", str(spool), "initdb", "--table", "all", env=env, cwd=tmp_path)
         check_tables(sb, sqlite_url, tables, "after initdb")
-        check_meta(sb, sqlite_url, tables, "after initdb")
+        check_meta(sb, sqlite_url, tables, "after initdb", later)
 
         # initdb again refuses, for all tables and for one
         for which in ("all", "users"):
@@ -108,6 +110,8 @@ def test_database_commands(sqlite_url, tmp_path):
             b = state["bookmarks"][f"{NS}-{t}"]
             assert same_instant(b["timestamp"], sb.latest(NS, t))
             assert b["schema_version"] == sb.schema(NS, t)["version"]
+        wrapped = json.loads(cli("state", "--meltano", env=env, cwd=tmp_path).stdout)
+        assert wrapped == {"singer_state": state}  # what `meltano state set` accepts
 
         # changes upstream, then syncdb (all initialized tables)
         for t, (i, u, d) in {"users": (3, 4, 2), "accounts": (1, 2, 1),
@@ -116,7 +120,7 @@ def test_database_commands(sqlite_url, tmp_path):
         cli(*fast, "syncdb", env=env, cwd=tmp_path)
         assert jobs_by_kind(sb) == {t: {"snapshot": 1, "incremental": 1} for t in tables}
         check_tables(sb, sqlite_url, tables, "after syncdb")
-        check_meta(sb, sqlite_url, tables, "after syncdb")
+        check_meta(sb, sqlite_url, tables, "after syncdb", later)
 
         # dropdb one table: gone with its meta row; syncdb of it refuses; initdb restores it
         proc = cli("dropdb", "--table", "users", env=env, cwd=tmp_path)
@@ -129,7 +133,8 @@ def test_database_commands(sqlite_url, tmp_path):
         cli(*fast, "initdb", "--table", "users", env=env, cwd=tmp_path)
         assert jobs_by_kind(sb)["users"] == {"snapshot": 2, "incremental": 1}
         check_tables(sb, sqlite_url, tables, "after dropdb + initdb")
-        check_meta(sb, sqlite_url, tables, "after dropdb + initdb")
+        check_meta(sb, sqlite_url, tables, "after dropdb + initdb", later)
+    assert_nothing_later(later)
 
 
 def test_file_commands(tmp_path):
@@ -218,6 +223,7 @@ def test_demo_into_sqlite(tmp_path):
     from tap_canvas_data2.sandbox import Sandbox
 
     url = "sqlite:///" + str(tmp_path / "demo.db")
+    later: list[str] = []
     proc = cli("demo", env=clean_env(DAP_CONNECTION_STRING=url), cwd=tmp_path, timeout=240)
     out = proc.stdout + proc.stderr
     assert "sandbox DAP API at http://127.0.0.1:" in proc.stderr, describe(proc)
@@ -231,4 +237,5 @@ def test_demo_into_sqlite(tmp_path):
             assert re.search(rf"^{NS}\.{t}\s+{count}\s", proc.stdout, re.MULTILINE), (
                 f"demo did not report {NS}.{t} with {count} rows\n{out[-4000:]}")
         check_tables(sb, url, tables, "after demo")
-        check_meta(sb, url, tables, "after demo")
+        check_meta(sb, url, tables, "after demo", later)
+    assert_nothing_later(later)

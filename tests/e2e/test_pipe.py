@@ -1,6 +1,6 @@
 """The README's shell pipe, for real, into PostgreSQL, MariaDB and SQLite:
 
-    tap-canvas-data2 --config c.json [--state state.json] | target-dap-sql --config t.json > states.jsonl
+    tap-canvas-data2 --config c.json [--state s.json] | target-dap-sql --config t.json > st.jsonl
 
 Three runs against one sandbox, each resuming from the last STATE line the target printed:
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from tests.e2e.util import (
     NS,
+    assert_nothing_later,
     canvas_tables,
     check_bookmarks,
     check_meta,
@@ -25,6 +26,7 @@ from tests.e2e.util import (
     duplicate_row,
     jobs_by_kind,
     run_pipe,
+    same_instant,
     small_sandbox,
     tap_config,
 )
@@ -42,16 +44,30 @@ BUMPED = "users"
 RELOADED = "courses"
 
 
+def assert_meta_matches_state(url: str, state: dict, stage: str) -> None:
+    """table_sync.timestamp of every table = the bookmark (the job's at/until) of the STATE
+    the target printed after committing it (MySQL `datetime`: to the second, as dap)."""
+    seconds = dbc.dialect_of(url) == "mysql"
+    for r in dbc.meta_rows(url):
+        bookmark = state["bookmarks"][f"{r['source_namespace']}-{r['source_table']}"]
+        assert same_instant(r["timestamp"], bookmark["timestamp"], seconds_only=seconds), (
+            f"{stage}: table_sync.timestamp of {r['source_table']} is {r['timestamp']}, "
+            f"the STATE says {bookmark['timestamp']}")
+        assert r["schema_version"] == bookmark["schema_version"], (stage, r, bookmark)
+
+
 def test_snapshot_incremental_schema_bump_and_reload(db_url, tmp_path):
     tables = canvas_tables()
     dialect = dbc.dialect_of(db_url)
     target_cfg = {"connection_string": db_url}
+    later: list[str] = []
     with small_sandbox(seed=11) as sb:
         # ---- 1. first run: snapshots
         run1 = run_pipe(tmp_path / "run1", tap_config(sb), target_cfg)
         check_bookmarks(sb, run1.last_state, tables, "after the snapshot run")
         check_tables(sb, db_url, tables, "after the snapshot run")
-        check_meta(sb, db_url, tables, "after the snapshot run")
+        check_meta(sb, db_url, tables, "after the snapshot run", later)
+        assert_meta_matches_state(db_url, run1.last_state, "after the snapshot run")
         assert jobs_by_kind(sb) == {t: {"snapshot": 1, "incremental": 0} for t in tables}, (
             sb.stats()["jobs"])
 
@@ -75,7 +91,8 @@ def test_snapshot_incremental_schema_bump_and_reload(db_url, tmp_path):
             assert (run2.last_state["bookmarks"][f"{NS}-{t}"]["timestamp"]
                     != run1.last_state["bookmarks"][f"{NS}-{t}"]["timestamp"]), t
         check_tables(sb, db_url, tables, "after the incremental run")  # the new column too
-        check_meta(sb, db_url, tables, "after the incremental run")
+        check_meta(sb, db_url, tables, "after the incremental run", later)
+        assert_meta_matches_state(db_url, run2.last_state, "after the incremental run")
         [users_meta] = [r for r in dbc.meta_rows(db_url) if r["source_table"] == BUMPED]
         assert users_meta["schema_version"] == new_schema["version"]
         if dialect != "sqlite":
@@ -102,4 +119,6 @@ def test_snapshot_incremental_schema_bump_and_reload(db_url, tmp_path):
                 assert jobs[t] == {"snapshot": 1, "incremental": 2}, (t, jobs[t])
         check_bookmarks(sb, run3.last_state, tables, "after the reload run")
         check_tables(sb, db_url, tables, "after the reload run (jsonl)")  # stray row gone
-        check_meta(sb, db_url, tables, "after the reload run")
+        check_meta(sb, db_url, tables, "after the reload run", later)
+        assert_meta_matches_state(db_url, run3.last_state, "after the reload run")
+    assert_nothing_later(later)
