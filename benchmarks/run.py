@@ -429,7 +429,8 @@ def checksums(kind: str, url: str, per_column: bool = False) -> dict[str, Any]:
             cols = ["(all columns)"]
     row = cur.fetchone()
     conn.close()
-    return {"count": int(row[0]), "columns": {c: str(v) for c, v in zip(cols, row[1:], strict=True)}}
+    values = {c: str(v) for c, v in zip(cols, row[1:], strict=True)}
+    return {"count": int(row[0]), "columns": values}
 
 
 def compare(kind: str, dap_url: str, our_url: str) -> tuple[bool, str]:

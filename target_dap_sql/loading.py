@@ -30,6 +30,9 @@ PROGRESS_EVERY_SECONDS = 5.0
 #: Keys per flush while COPYing a first snapshot into an empty table: small enough that the
 #: database loads one chunk while the next is parsed (two CPUs busy instead of one).
 DIRECT_CHUNK_ROWS = 20_000
+#: Rendered bytes per flush: bounds the memory of a batch (the rows, their joined copy and
+#: the background flush of the previous batch) whatever the row width; ~40k rows of 46 columns.
+MAX_BATCH_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -82,7 +85,7 @@ class Loader:
     """Reads Singer messages and keeps the database in step with them."""
 
     def __init__(self, dialect: Dialect, *, batch_size_rows: int = 100_000,
-                 default_schema: str | None = None, max_batch_bytes: int = 256 * 1024 * 1024,
+                 default_schema: str | None = None, max_batch_bytes: int = MAX_BATCH_BYTES,
                  out: IO[str] | None = None, err: IO[str] | None = None) -> None:
         self.d = dialect
         self.batch_size_rows = max(1, int(batch_size_rows))

@@ -320,7 +320,7 @@ class MySQLDialect(Dialect):
         return unquote
 
     def _tsv_renderer(self, tdef: TableDef) -> Renderer:
-        """A generated function per table: record -> (key, LOAD DATA line)."""
+        """A generated function per table: record -> (key, LOAD DATA line as UTF-8)."""
         names = tdef.column_names
         n = len(names)
         key_of = itemgetter(*tdef.key)
@@ -373,8 +373,9 @@ def render(rec):
     nulls = v.count(None)
     if ("\\\\" in line or "\\n" in line or "\\r" in line or "\\x00" in line
             or line.count("\\t") != {n - 1} or line.count("\\x01") != nulls):
-        return key_of(rec), escaped(parts, v, nulls)
-    return key_of(rec), line.replace("\\x01", N) if nulls else line
+        return key_of(rec), escaped(parts, v, nulls).encode()
+    # UTF-8 bytes: a str holding one non-Latin-1 character takes 2-4 bytes per character
+    return key_of(rec), (line.replace("\\x01", N) if nulls else line).encode()
 
 def escaped(parts, v, nulls):
     line = "\\x00".join(parts)
@@ -471,7 +472,8 @@ def escaped(parts, v, nulls):
                 fd, path = tempfile.mkstemp(prefix="target-dap-sql-", suffix=".tsv",
                                             dir=_TMP_DIR)
                 with os.fdopen(fd, "wb") as f:
-                    f.write(("\n".join([rows[k] for k in up_keys]) + "\n").encode("utf-8"))
+                    for i in range(0, len(up_keys), 5000):
+                        f.write(b"\n".join([rows[k] for k in up_keys[i:i + 5000]]) + b"\n")
                 done = False
                 if snapshot is not None and snapshot.direct and not del_keys:
                     cur.execute("SAVEPOINT dap_direct")

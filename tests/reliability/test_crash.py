@@ -145,8 +145,8 @@ def test_kill_9_snapshot_and_incremental(sb, tmp_path, dialect, snapshot_groups,
         assert r.ok, r.describe()
         snap_duration, ref_state = r.seconds, r.last_state
         assert_table_equals_sandbox(ref, sb, NS, TABLE, label="reference snapshot")
-        expected = digest(ref)
-        assert expected[0] == ROWS
+        expected = digest(ref)  # (the other dialect's run may have advanced the table)
+        assert expected[0] == sb.service.state()[f"{NS}.{TABLE}"]["live_rows"] >= ROWS
 
         # --- snapshot: each group starts from an empty database
         for g in range(snapshot_groups):

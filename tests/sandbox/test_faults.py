@@ -141,7 +141,21 @@ def test_clear_faults_and_unknown_kind(sb, api):
     assert api.get("/dap/query/canvas/table").status_code == 200
     with pytest.raises(ValueError):
         sb.inject("meteor_strike")
-    assert len(FAULT_KINDS) == 12
+    assert len(FAULT_KINDS) == 13
+    with pytest.raises(ValueError):
+        sb.inject("http_403", type="AccountOnFire")
+
+
+@pytest.mark.parametrize("type_", ["AccountDisabled", "AccountNotOnboarded",
+                                   "AccountUnderMaintenance", "RequestTypeForbidden"])
+def test_http_403_account_errors(sb, api, type_):
+    # over the admin endpoint, as out-of-process users arm it
+    assert requests.post(sb.url + "/_sandbox/inject",
+                         json={"kind": "http_403", "type": type_, "path": "/dap/"}).ok
+    r = api.get("/dap/query/canvas/table")
+    assert r.status_code == 403 and r.json()["error"]["type"] == type_
+    assert r.json()["error"]["uuid"] and r.json()["error"]["message"]
+    assert api.get("/dap/query/canvas/table").status_code == 200  # count=1: once
 
 
 def test_admin_over_http(sb, api):
