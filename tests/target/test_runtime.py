@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -131,13 +130,3 @@ def test_admin_listdb_state_dropdb(db_url, tmp_path):
                             "'accounts__workflow_state'")[0][0] == 1
     finally:
         db.close()
-
-
-def test_speed_print(capsys):
-    """Prints rows/s for 100k rows x 46 columns into PostgreSQL (informational)."""
-    from tests.target import speed_check
-    rows = int(os.environ.get("SPEED_ROWS", "100000"))
-    results = speed_check.main([str(rows), "postgresql"])
-    with capsys.disabled():
-        first, again = results["postgresql"]
-        print(f"\nPostgreSQL: {first:,.0f} rows/s initial, {again:,.0f} rows/s upsert")
