@@ -39,6 +39,26 @@ if t.TYPE_CHECKING:
     from tap_canvas_data2.tap import TapCanvasData2
 
 DELETED_AT = dap_schema.DELETED_AT
+PROGRESS_SECONDS = 10.0  # how often a long table logs its progress
+
+
+class _Progress:
+    """Logs rows, objects and rate of a running table every PROGRESS_SECONDS (stderr)."""
+
+    def __init__(self, logger: logging.Logger, name: str, n_objects: int) -> None:
+        self.logger, self.name, self.n_objects = logger, name, n_objects
+        self.started = self.last = time.perf_counter()
+
+    def tick(self, rows: int, objects_done: int | None = None) -> None:
+        """Log if PROGRESS_SECONDS passed; ``objects_done`` = objects finished, if known."""
+        now = time.perf_counter()
+        if now - self.last < PROGRESS_SECONDS:
+            return
+        self.last = now
+        where = (f", object {min(objects_done + 1, self.n_objects)} of {self.n_objects}"
+                 if objects_done is not None else f", {self.n_objects} objects")
+        self.logger.info("%s: %d rows so far%s, %.0f rows/s", self.name, rows, where,
+                         rows / (now - self.started))
 _row_of = itemgetter(2)
 _action_of = itemgetter(0)
 
@@ -202,6 +222,8 @@ class DapTableStream(Stream):
             job = dap.snapshot(self.namespace, self.table, fmt)
 
         assert job is not None
+        self.logger.info("%s: job %s complete: %d objects", self.name, job.id, len(job.objects))
+        self._progress = _Progress(self.logger, self.name, len(job.objects))
         job_version = job.schema_version
         if job_version is not None and int(job_version) != self.schema_version:
             schema, version = dap.get_schema(self.namespace, self.table)
@@ -307,6 +329,7 @@ class DapTableStream(Stream):
                 buf += suffix
             if len(buf) >= FLUSH_BYTES:
                 out.flush()
+                self._progress.tick(n_up + n_del)
             if aborted:
                 break
         return n_up, n_del, aborted
@@ -323,11 +346,13 @@ class DapTableStream(Stream):
         writer = TsvRecordWriter(self.name, self.dap_schema, version, deselected, DELETED_AT)
         out = OUTPUT
         buf = out.buf
-        for _oid, chunks in objects:
+        progress = self._progress
+        for done, (_oid, chunks) in enumerate(objects):
             for lines in writer.object_lines(chunks):
                 buf += lines
                 if len(buf) >= FLUSH_BYTES:
                     out.flush()
+                    progress.tick(writer.n_upserts + writer.n_deletes, done)
         return writer.n_upserts, writer.n_deletes, False
 
     def _emit_sdk(self, batches: t.Iterable[list[tuple[str, str, dict]]]) -> tuple[int, int, bool]:
