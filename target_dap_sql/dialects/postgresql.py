@@ -390,14 +390,17 @@ class PostgreSQLDialect(Dialect):
     def _copy(self, cur: Any, target: str, columns: str, data: bytes) -> None:
         cur.copy_expert(f"COPY {target} ({columns}) FROM STDIN {_COPY_OPTIONS}", io.BytesIO(data))
 
-    def _bad_record(self, tdef: TableDef, exc: Exception, keys: list) -> RejectedByDatabase:
+    def _bad_record(self, tdef: TableDef, exc: Exception, keys: list,
+                    lines: list[bytes] | None = None) -> RejectedByDatabase:
         diag = getattr(exc, "diag", None)
         context = (getattr(diag, "context", None) or "") if diag else ""
         column = getattr(diag, "column_name", None) if diag else None
         where = ""
         match = _COPY_CONTEXT.search(context)
         if match:
-            index = int(match.group(1)) - 1
+            # COPY's line number counts physical lines (CSV fields may hold raw newlines),
+            # so it is not the record number; find the record by bisection instead
+            index = self._first_bad_line(tdef, lines) if lines else int(match.group(1)) - 1
             column = column or (match.group(2) or "").strip() or None
             if 0 <= index < len(keys):
                 where = f", key {key_text(tdef, keys[index])}"
@@ -406,6 +409,29 @@ class PostgreSQLDialect(Dialect):
             f"{self.label(tdef)}{col}{where}: PostgreSQL rejected the value: {first_line(exc)}; "
             "nothing of this batch was committed: fix the record at the source or change the "
             "schema, then run again")
+
+    def _first_bad_line(self, tdef: TableDef, lines: list[bytes]) -> int:
+        """Index of the first rendered row COPY rejects (error path only; rolled back)."""
+        cols = ", ".join(self.quote(n) for n in tdef.column_names)
+        cur = self.conn.cursor()
+        try:
+            cur.execute(f"CREATE TEMP TABLE _dap_probe (LIKE {self.table_ref(tdef)})")
+            lo, hi = 0, len(lines)  # the first bad row is in lines[lo:hi]
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                cur.execute("SAVEPOINT dap_probe")
+                try:
+                    self._copy(cur, "_dap_probe", cols, b"\n".join(lines[lo:mid]) + b"\n")
+                    lo = mid  # the first half loads: the bad row is in the second
+                except Exception:  # noqa: BLE001 (any rejection narrows the search)
+                    hi = mid
+                cur.execute("ROLLBACK TO SAVEPOINT dap_probe")
+            return lo
+        except Exception:  # noqa: BLE001 (best effort: the message then names no key)
+            return -1
+        finally:
+            cur.close()
+            self.rollback()
 
     def load_batch(self, tdef: TableDef, rows: dict, snapshot: Snapshot | None) -> BatchResult:
         result = BatchResult()
@@ -458,7 +484,9 @@ class PostgreSQLDialect(Dialect):
         except (errors.DataError, errors.NotNullViolation, errors.CheckViolation,
                 self._psycopg2.errors.CharacterNotInRepertoire) as exc:
             self.rollback()
-            raise self._bad_record(tdef, exc, up_keys if up_keys else del_keys) from exc
+            if up_keys:
+                raise self._bad_record(tdef, exc, up_keys, [rows[k] for k in up_keys]) from exc
+            raise self._bad_record(tdef, exc, del_keys) from exc
         finally:
             cur.close()
         return result

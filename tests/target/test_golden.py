@@ -209,3 +209,24 @@ def test_malformed_input(sqlite_url, tmp_path, name):
     line = error_line(result)
     assert MALFORMED[name] in line, line
     assert result.stdout == b""
+
+
+def test_bad_record_key_after_multiline_rows(pg_url, tmp_path):
+    """PostgreSQL names the right key even when earlier rows hold raw newlines.
+
+    COPY reports a physical line number; rows whose text spans several lines must not shift
+    the key the error names.
+    """
+    schema = {"type": "SCHEMA", "stream": "canvas-notes", "key_properties": ["id"],
+              "schema": {"type": "object", "properties": {
+                  "id": {"type": "integer", "format": "int64"},
+                  "body": {"type": ["string", "null"], "maxLength": 8}}}}
+    lines = [json.dumps(schema)]
+    lines += [json.dumps({"type": "RECORD", "stream": "canvas-notes",
+                          "record": {"id": i, "body": "a\nb\r\nc"}}) for i in range(1, 21)]
+    lines.append(json.dumps({"type": "RECORD", "stream": "canvas-notes",
+                             "record": {"id": 21, "body": "far too long"}}))
+    result = run_target(pg_url, tmp_path, "\n".join(lines) + "\n")
+    assert result.returncode != 0
+    line = error_line(result)
+    assert "key id=21" in line and "'body'" in line, line
