@@ -37,6 +37,8 @@ _INT = r"(?:-?(?:0|[1-9][0-9]*)|null)"
 _NUM = r"(?:-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|null)"
 _INT_COL = re.compile(rf"{_INT}(?:,{_INT})*")
 _NUM_COL = re.compile(rf"{_NUM}(?:,{_NUM})*")
+_INT_TYPES = frozenset((int, type(None)))
+_NUM_TYPES = frozenset((int, float, type(None)))
 _BOOLS = frozenset(("true", "false", NULL))
 _BLOCK = 1 << 20
 _UNESCAPES = (("\\t", "\t"), ("\\n", "\n"), ("\\r", "\r"), ("\\b", "\b"), ("\\f", "\f"),
@@ -227,11 +229,11 @@ def _fragments(col: list[str], kind: str) -> tuple[bool, list[str]]:
         regex = _INT_COL if kind == "int" else _NUM_COL
         if joined.count(",") == len(col) - 1:  # no value holds a comma
             if NULL not in joined:
-                if regex.fullmatch(joined) is not None:
+                if _numbers(joined, kind, regex):
                     return False, col
             else:  # NULL -> null on the joined text (a number cannot hold a backslash)
                 joined = joined.replace(NULL, "null")
-                if regex.fullmatch(joined) is not None:
+                if _numbers(joined, kind, regex):
                     return False, joined.split(",")
         if NULL in col:
             col = list(map(_NULL_TO_JSON.get, col, col))
@@ -291,6 +293,24 @@ def _fragments(col: list[str], kind: str) -> tuple[bool, list[str]]:
                     frags = list(map(_ENC_NULL_TO_JSON.get, frags, frags))
                 return False, frags
     return False, ["null" if v == NULL else encode_basestring(unescape_tsv(v)) for v in col]
+
+
+def _numbers(joined: str, kind: str, regex: re.Pattern) -> bool:
+    """Is every comma-separated value a JSON number (an integer for ``int``) or null?
+
+    orjson parses the column as one array in C (several times faster than the regex); it
+    accepts only JSON number tokens, so an array of int/float/None without whitespace (which
+    JSON allows between tokens) passes the regex too. Anything else is left to the regex
+    (e.g. 1e400 or an integer beyond 64 bits, which orjson refuses or reads as a float).
+    """
+    if " " not in joined and "\r" not in joined:
+        try:
+            types = set(map(type, orjson.loads("[" + joined + "]")))
+        except orjson.JSONDecodeError:
+            types = None
+        if types is not None and types <= (_INT_TYPES if kind == "int" else _NUM_TYPES):
+            return True
+    return regex.fullmatch(joined) is not None
 
 
 def _number(text: str, kind: str) -> str:
