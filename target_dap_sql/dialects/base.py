@@ -7,6 +7,7 @@ transaction, and the table_sync rows + pending deletes of a STATE in one transac
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -210,6 +211,10 @@ class Dialect:
         for sql in statements:
             log.info("DDL: %s", " ".join(sql.split())[:300])
         return statements
+
+    def _keys_table(self, tdef: TableDef) -> str:
+        """Quoted name of the side table that records a replacement snapshot's keys."""
+        return '"_dap_keys_' + hashlib.sha1(tdef.stream.encode()).hexdigest()[:12] + '"'
 
     def table_has_rows(self, tdef: TableDef) -> bool:
         """True if the data table holds at least one row."""

@@ -20,7 +20,6 @@ multi-row ``INSERT ... VALUES ... ON DUPLICATE KEY UPDATE`` statements of at mos
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import math
 import os
@@ -597,9 +596,6 @@ def escaped(parts, v, nulls):
         finally:
             cur.close()
         return result
-
-    def _keys_table(self, tdef: TableDef) -> str:
-        return '"_dap_keys_' + hashlib.sha1(tdef.stream.encode()).hexdigest()[:12] + '"'
 
     def begin_snapshot(self, tdef: TableDef, version: Any) -> Snapshot:
         if not self.table_has_rows(tdef):

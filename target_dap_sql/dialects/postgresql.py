@@ -13,7 +13,6 @@ into the table; everything else goes through a temporary staging table and
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import re
@@ -490,9 +489,6 @@ class PostgreSQLDialect(Dialect):
         finally:
             cur.close()
         return result
-
-    def _keys_table(self, tdef: TableDef) -> str:
-        return '"_dap_keys_' + hashlib.sha1(tdef.stream.encode()).hexdigest()[:12] + '"'
 
     def begin_snapshot(self, tdef: TableDef, version: Any) -> Snapshot:
         if not self.table_has_rows(tdef):

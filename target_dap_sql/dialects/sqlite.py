@@ -16,7 +16,6 @@ table (SQLite cannot ALTER a column); comments are not stored.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import sqlite3
 from collections.abc import Callable
@@ -288,7 +287,7 @@ class SQLiteDialect(Dialect):
         return result
 
     def _keys_table(self, tdef: TableDef) -> str:
-        return 'temp."_dap_keys_' + hashlib.sha1(tdef.stream.encode()).hexdigest()[:12] + '"'
+        return "temp." + super()._keys_table(tdef)  # SQLite keeps it in the temp schema
 
     def begin_snapshot(self, tdef: TableDef, version: Any) -> Snapshot:
         if not self.table_has_rows(tdef):
