@@ -28,19 +28,26 @@ import orjson
 
 from tap_canvas_data2.api.objects import ObjectParser, TableLayout, unescape_tsv
 
+try:  # the C speed-up (setup.py builds it when a compiler is at hand)
+    from tap_canvas_data2 import _transcode
+except ImportError:  # pragma: no cover - pure-Python install
+    _transcode = None  # type: ignore[assignment]
+
 NULL = "\\N"
 _NULL_TO_JSON = {NULL: "null"}
 _ENC_NULL_TO_JSON = {encode_basestring(NULL): "null"}
 _SPECIAL = re.compile(r'[\x00-\x1f"\\]')
 _CTRL_OR_QUOTE = re.compile(r'[\x00-\x1f"]')
 _INT = r"(?:-?(?:0|[1-9][0-9]*)|null)"
-_NUM = r"(?:-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|null)"
+# (at most two exponent digits here: 1e400 is no double, the parser writes it as null)
+_NUM = r"(?:-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,2})?|null)"
 _INT_COL = re.compile(rf"{_INT}(?:,{_INT})*")
 _NUM_COL = re.compile(rf"{_NUM}(?:,{_NUM})*")
 _INT_TYPES = frozenset((int, type(None)))
 _NUM_TYPES = frozenset((int, float, type(None)))
 _BOOLS = frozenset(("true", "false", NULL))
 _BLOCK = 1 << 20
+_KIND_CODES = {"int": 0, "float": 1, "bool": 2, "str": 3, "json": 4}
 _UNESCAPES = (("\\t", "\t"), ("\\n", "\n"), ("\\r", "\r"), ("\\b", "\b"), ("\\f", "\f"),
               ("\\v", "\v"), ("\\0", "\0"))
 
@@ -96,6 +103,7 @@ class TsvRecordWriter:
         self._del_key = encode_basestring(deleted_at).replace("%", "%%")
         self.n_upserts = 0
         self.n_deletes = 0
+        self.n_fallbacks = 0  # blocks that went through the generic parser
 
     # ------------------------------------------------------------------ objects
 
@@ -103,22 +111,29 @@ class TsvRecordWriter:
         """RECORD lines (bytes, newline-terminated) of one object, in blocks."""
         header: list[str] | None = None
         header_line = ""
-        plan = None
+        plan = cplan = None
         for block in _line_blocks(chunks):
-            text = block.decode("utf-8")
             if header is None:
-                header_line, _, text = text.partition("\n")
+                first, _, block = block.partition(b"\n")
+                header_line = first.decode("utf-8", "replace")  # (bad bytes: generic path)
                 header = header_line.split("\t")
-                plan = self._plan(header)
-                if not text:
+                plan = None if "\ufffd" in header_line else self._plan(header)
+                cplan = self._c_plan(plan) if plan is not None and _transcode else None
+                if not block:
                     continue
-            if plan is None:
-                yield self._generic(header_line, text)
-                continue
-            try:
-                yield self._block(text, header, plan)
-            except _Fallback:
-                yield self._generic(header_line, text)
+            if cplan is not None:
+                lines = self._c_block(block, cplan)
+                if lines is not None:
+                    yield lines
+                    continue
+            elif plan is not None:
+                try:
+                    yield self._block(block.decode("utf-8"), header, plan)
+                    continue
+                except (_Fallback, ValueError):  # (not UTF-8, "\\N" inside a value...)
+                    pass
+            self.n_fallbacks += 1
+            yield self._generic(header_line, block)
 
     def _plan(self, labels: list[str]) -> dict | None:
         """Column positions, or None when the header needs the generic parser."""
@@ -143,6 +158,47 @@ class TsvRecordWriter:
         }
 
     # ------------------------------------------------------------------ blocks
+
+    def _c_plan(self, plan: dict) -> dict:
+        """The arguments of ``_transcode.transcode`` for this header."""
+        def members(columns: list[tuple[str, int | None, str]]) -> tuple:
+            return tuple(
+                ((("," if i else "") + encode_basestring(name) + ":").encode(),
+                 -1 if idx is None else idx, _KIND_CODES[kind])
+                for i, (name, idx, kind) in enumerate(columns))
+
+        deleted = [*plan["keys"], (self.deleted_at, plan["ts"], "str")]
+        return {
+            "ncols": plan["ncols"],
+            "action": -1 if plan["action"] is None else plan["action"],
+            "columns": members(plan["out"]),
+            "deleted": members(deleted),
+            "json": [idx for _n, idx, kind in plan["out"] if kind == "json" and idx is not None],
+            "head": self._head_raw.encode(),
+            "tail": self._tail_raw.encode(),
+        }
+
+    def _c_block(self, data: bytes, cplan: dict) -> bytes | None:
+        """The C transcoder's lines for a block, or None (the block needs the parser)."""
+        json_values = []
+        for idx in cplan["json"]:  # object / array text: checked and compacted here
+            texts = _transcode.fields(data, cplan["ncols"], idx)
+            if texts is None:
+                return None
+            try:
+                json_values.append(_json_texts(texts))
+            except _Fallback:
+                return None
+        done = _transcode.transcode(data, cplan["ncols"], cplan["action"], cplan["columns"],
+                                    cplan["deleted"], cplan["head"], cplan["tail"],
+                                    tuple(json_values))
+        if done is None:
+            return None
+        lines, upserts, deletes = done
+        self.n_upserts += upserts
+        self.n_deletes += deletes
+        return lines
+
 
     def _block(self, text: str, labels: list[str], plan: dict) -> bytes:
         if "\n\n" in text or text.endswith("\n"):
@@ -198,15 +254,14 @@ class TsvRecordWriter:
         lines.append("")
         return "\n".join(lines).encode("utf-8")
 
-    def _generic(self, header_line: str, text: str) -> bytes:
+    def _generic(self, header_line: str, data: bytes) -> bytes:
         """The API client's parser for this block, then the dict -> orjson path."""
         parser = ObjectParser(self.dap_schema, "tsv")
-        data = (header_line + "\n" + text + "\n").encode("utf-8")
-        head = self._head.replace("%%", "%").encode()[:-1]  # without the record's "{"
-        tail = self._tail.replace("%%", "%").encode()[1:]  # without the record's "}"
+        head = self._head_raw.encode()[:-1]  # without the record's "{"
+        tail = self._tail_raw.encode()[1:]  # without the record's "}"
         out = bytearray()
         allowed = set(self.columns)
-        for batch in parser.batches([data]):
+        for batch in parser.batches([(header_line + "\n").encode() + data + b"\n"]):
             for action, ts, row in batch:
                 if action == "D":
                     row[self.deleted_at] = ts
@@ -220,6 +275,20 @@ class TsvRecordWriter:
                 out += tail
                 out += b"\n"
         return bytes(out)
+
+
+def _json_texts(fields: list[bytes]) -> list[str]:
+    """Compact JSON text of an object / array column's TSV fields (NULL -> null)."""
+    out = []
+    try:
+        for raw in fields:
+            if raw == b"\\N":
+                out.append("null")
+            else:
+                out.append(orjson.dumps(orjson.loads(unescape_tsv(raw.decode("utf-8")))).decode())
+    except ValueError:  # not UTF-8, an unknown escape, not JSON (all ValueErrors)
+        raise _Fallback from None
+    return out
 
 
 def _fragments(col: list[str], kind: str) -> tuple[bool, list[str]]:
@@ -303,7 +372,8 @@ def _numbers(joined: str, kind: str, regex: re.Pattern) -> bool:
     JSON allows between tokens) passes the regex too. Anything else is left to the regex
     (e.g. 1e400 or an integer beyond 64 bits, which orjson refuses or reads as a float).
     """
-    if " " not in joined and "\r" not in joined:
+    if " " not in joined and "\r" not in joined and (kind == "int" or not (
+            "e" in joined or "E" in joined)):
         try:
             types = set(map(type, orjson.loads("[" + joined + "]")))
         except orjson.JSONDecodeError:

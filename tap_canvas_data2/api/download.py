@@ -38,6 +38,12 @@ from .http import DROPPED, HTTPSession
 if TYPE_CHECKING:  # pragma: no cover
     from .client import DAPClient
 
+try:  # Intel ISA-L inflate: the same stream API, about 2.5x zlib's speed
+    from isal import isal_zlib as _inflate
+except ImportError:  # pragma: no cover - a platform without isal wheels
+    _inflate = zlib  # type: ignore[assignment]
+_GZIP = 16 + zlib.MAX_WBITS
+
 __all__ = ["ObjectDownloader", "gunzip_chunks", "TruncatedGzipError"]
 
 log = logging.getLogger("tap_canvas_data2.api.download")
@@ -51,7 +57,7 @@ OUT_CHUNK = 1 << 17  # max decompressed bytes per chunk handed to the consumer
 def gunzip_chunks(chunks: Iterable[bytes], max_chunk: int = OUT_CHUNK) -> Iterator[bytes]:
     """Decompress a gzip stream (one or several members) given in chunks; output chunks are
     at most ``max_chunk`` bytes.  Raises :class:`TruncatedGzipError` if the stream ends early."""
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    d = _inflate.decompressobj(_GZIP)
     for raw in chunks:
         while raw:
             out = d.decompress(raw, max_chunk)
@@ -60,7 +66,7 @@ def gunzip_chunks(chunks: Iterable[bytes], max_chunk: int = OUT_CHUNK) -> Iterat
             raw = d.unconsumed_tail
             if not raw and d.eof and d.unused_data:  # another gzip member follows
                 raw = d.unused_data
-                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                d = _inflate.decompressobj(_GZIP)
     tail = d.flush()
     if tail:
         yield tail
@@ -330,7 +336,7 @@ class ObjectDownloader:
                     log.debug("download of object %s dropped (%s); retrying in %.2f s",
                               oid, type(exc).__name__, delay)
                     policy.sleep(delay)
-                except zlib.error as exc:
+                except (zlib.error, _inflate.error) as exc:
                     raise ObjectFormatError(
                         f"Object {oid} is not valid gzip ({exc}): the download is corrupt; "
                         "re-run the sync") from None
