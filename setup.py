@@ -1,8 +1,10 @@
-"""Build of the optional C speed-up (everything else is in pyproject.toml).
+"""Build of the optional C speed-ups (everything else is in pyproject.toml).
 
-``tap_canvas_data2._transcode`` turns TSV objects into Singer RECORD lines several times
-faster than pure Python. It is optional: without a C compiler the install still succeeds
-and the tap uses its pure-Python transcoder (same output, slower).
+- ``tap_canvas_data2._transcode``: DAP TSV objects -> Singer RECORD lines (the tap);
+- ``target_dap_sql._pgrows``: RECORD lines -> PostgreSQL COPY rows (the target).
+
+Both are optional: without a C compiler the install still succeeds and the pure-Python
+paths run instead (same output, slower).
 """
 
 from setuptools import Extension, setup
@@ -14,6 +16,12 @@ setup(
             ["tap_canvas_data2/_transcode.c"],
             optional=True,
             extra_compile_args=["-O2"],
-        )
+        ),
+        Extension(
+            "target_dap_sql._pgrows",
+            ["target_dap_sql/_pgrows.c"],
+            optional=True,
+            extra_compile_args=["-O2"],
+        ),
     ]
 )

@@ -33,6 +33,11 @@ from target_dap_sql.ddl import TableDef, table_def_from_schema
 from target_dap_sql.dialects.base import Dialect, Renderer, Snapshot, first_line
 from target_dap_sql.errors import BadRecord, MalformedInput, RejectedByDatabase, TargetError
 
+try:  # the C record path for PostgreSQL (setup.py builds it when a compiler is at hand)
+    from target_dap_sql import _pgrows
+except ImportError:  # pragma: no cover - pure-Python install
+    _pgrows = None  # type: ignore[assignment]
+
 PROGRESS_EVERY_SECONDS = 5.0
 #: Keys per flush while COPYing a first snapshot into an empty table: small enough that the
 #: database loads one chunk while the next is parsed (two CPUs busy instead of one).
@@ -122,6 +127,9 @@ class Loader:
         self._worker: threading.Thread | None = None
         self._worker_error: BaseException | None = None
         self._next_progress = self.started + PROGRESS_EVERY_SECONDS
+        # the C record path: {stream name (bytes): plan} and {stream name (bytes): state}
+        self._plans: dict[bytes, tuple] = {}
+        self._by_name: dict[bytes, StreamState] = {}
 
     # ----------------------------------------------------------------- output
     def log(self, text: str) -> None:
@@ -144,17 +152,33 @@ class Loader:
         batch_limit = self.batch_size_rows
         byte_limit = self.max_batch_bytes
         lineno = 0
+        fast_row = _pgrows.row if _pgrows is not None else None
+        plans = self._plans
+        by_name = self._by_name
         for line in _lines_of(lines):
             lineno += 1
+            # the C path: a RECORD line of a known stream straight to its row (or None)
+            got = fast_row(line, plans) if plans else None
             try:
-                msg = loads(line)
-                slow = False
-            except orjson.JSONDecodeError:
-                if not line.strip():
-                    continue
-                msg, slow = self._parse_fallback(line, lineno), True
-            try:
-                if msg.get("type") == "RECORD" if type(msg) is dict else False:
+                if got is not None:
+                    name, key, row, version = got
+                    st = by_name[name]
+                    if version is not None and (st.snapshot is None
+                                                or st.snapshot.version != version):
+                        self._begin_snapshot(st, version)
+                    st.rows[key] = row
+                    st.nbytes += len(row)
+                else:
+                    try:
+                        msg = loads(line)
+                        slow = False
+                    except orjson.JSONDecodeError:
+                        if not line.strip():
+                            continue
+                        msg, slow = self._parse_fallback(line, lineno), True
+                    if not (msg.get("type") == "RECORD" if type(msg) is dict else False):
+                        self._dispatch(msg, lineno)
+                        continue
                     st = streams.get(msg.get("stream"))
                     rec = msg.get("record")
                     if st is None or type(rec) is not dict:
@@ -170,23 +194,22 @@ class Loader:
                                     else st.renderer.render)(rec)
                         st.rows[key] = row
                         st.nbytes += len(row) if type(row) is bytes or type(row) is str else 64
-                    st.received += 1
-                    if len(st.rows) >= batch_limit or st.nbytes >= byte_limit or (
-                            len(st.rows) >= DIRECT_CHUNK_ROWS and st.snapshot is not None
-                            and st.snapshot.direct):
-                        self.flush_in_background(st)
-                        self.progress()
-                    elif not (st.received & 0x3FFF):
-                        self.progress()
-                    continue
-                self._dispatch(msg, lineno)
+                st.received += 1
+                if len(st.rows) >= batch_limit or st.nbytes >= byte_limit or (
+                        len(st.rows) >= DIRECT_CHUNK_ROWS and st.snapshot is not None
+                        and st.snapshot.direct):
+                    self.flush_in_background(st)
+                    self.progress()
+                elif not (st.received & 0x3FFF):
+                    self.progress()
             except TargetError as exc:
                 if isinstance(exc, RejectedByDatabase) or not isinstance(exc, BadRecord):
                     raise
                 raise BadRecord(f"input line {lineno}: {exc}") from exc
             except KeyError as exc:
+                stream = got[0].decode() if got is not None else msg.get("stream")
                 raise MalformedInput(f"input line {lineno}: a record of stream "
-                                     f"{msg.get('stream')!r} lacks key property {exc}") from exc
+                                     f"{stream!r} lacks key property {exc}") from exc
         self.lineno = lineno
         self.finish()
 
@@ -242,9 +265,16 @@ class Loader:
             self.d.commit()
         self.d.ensure_table(tdef, meta.previous_columns(self.d, tdef))
         renderer = self.d.renderer(tdef)
+        name = tdef.stream.encode("utf-8")
+        plan = self.d.copy_plan(tdef)
+        if plan is None:
+            self._plans.pop(name, None)
+        else:
+            self._plans[name] = plan
         if st is None:
-            self.streams[tdef.stream] = StreamState(tdef=tdef, schema=msg["schema"],
-                                                    renderer=renderer)
+            st = self.streams[tdef.stream] = StreamState(tdef=tdef, schema=msg["schema"],
+                                                         renderer=renderer)
+            self._by_name[name] = st
         else:
             if st.snapshot is not None and st.tdef.key != tdef.key:
                 self.d.end_snapshot_tracking(st.snapshot)

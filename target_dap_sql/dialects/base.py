@@ -236,6 +236,10 @@ class Dialect:
         """Row renderer for ``tdef``."""
         raise NotImplementedError
 
+    def copy_plan(self, tdef: TableDef) -> tuple | None:
+        """The table's plan for the C record path (``_pgrows``), or None (renderer only)."""
+        return None
+
     def load_batch(self, tdef: TableDef, rows: dict, snapshot: Snapshot | None) -> BatchResult:
         """Apply one batch (``key -> row``, ``None`` row = delete); transaction left open."""
         raise NotImplementedError

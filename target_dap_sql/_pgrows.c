@@ -1,0 +1,438 @@
+/*
+ * Singer RECORD line -> PostgreSQL COPY row, in one pass of C (the target's hot path).
+ *
+ * Optional speed-up of the PostgreSQL renderer (dialects/postgresql.py): for the lines it
+ * accepts it returns exactly the row bytes and key that `orjson.loads` + the renderer would
+ * give, without building the record dict; any other line (another envelope, a delete, a
+ * missing or unknown property, nested JSON, big or odd numbers, control characters other
+ * than \b \f \n \r \t, invalid UTF-8...) gives None and takes the Python path, which also
+ * reports the errors.
+ *
+ * row(line, plans) -> (stream: bytes, key, row: bytes, version: int | None) | None
+ *   plans  {stream name (bytes): (members, key, special)}
+ *          members: tuple of bytes, the JSON text of each column's name with its quotes and
+ *                   colon (`"id":`), in table column order
+ *          key: tuple of column indexes of the primary key
+ *          special: bytes, one per column: 1 = JSON / array column (only null and strings
+ *                   are taken here)
+ * Accepted envelope: {"type":"RECORD","stream":"<name>","record":{...}} with an optional
+ * ,"version":<int> before the last brace, compact (no whitespace).
+ * COPY format: FORMAT csv, NULL 'null', ESCAPE '\': null / true / false / numbers bare,
+ * strings quoted with \ and " escaped by a backslash, other characters raw.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define MAX_COLS 1600
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} Buf;
+
+static int reserve(Buf *b, size_t extra) {
+    if (b->len + extra <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + extra) cap *= 2;
+    char *p = PyMem_Realloc(b->p, cap);
+    if (!p) { PyErr_NoMemory(); return -1; }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static Buf scratch = {NULL, 0, 0}; /* cells in record order (the GIL guards it) */
+static Buf rowbuf = {NULL, 0, 0};
+
+static int utf8_ok(const unsigned char *s, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    while (i < n) {
+        if (i + 8 <= n) {
+            unsigned long long w;
+            memcpy(&w, s + i, 8);
+            if (!(w & 0x8080808080808080ULL)) { i += 8; continue; }
+        }
+        unsigned char c = s[i];
+        if (c < 0x80) { i++; continue; }
+        int need;
+        unsigned int cp;
+        if (c >= 0xC2 && c <= 0xDF) { need = 1; cp = c & 0x1F; }
+        else if (c >= 0xE0 && c <= 0xEF) { need = 2; cp = c & 0x0F; }
+        else if (c >= 0xF0 && c <= 0xF4) { need = 3; cp = c & 0x07; }
+        else return 0;
+        if (i + need >= n) return 0;
+        for (int k = 1; k <= need; k++) {
+            unsigned char d = s[i + k];
+            if ((d & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (d & 0x3F);
+        }
+        if (need == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return 0;
+        if (need == 3 && (cp < 0x10000 || cp > 0x10FFFF)) return 0;
+        i += need + 1;
+    }
+    return 1;
+}
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static int hex4(const char *s) {
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(s[i]);
+        if (h < 0) return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+/* A JSON string at s[*i] (the opening quote) -> its decoded UTF-8 text appended to out.
+ * Returns 0 when the Python path must take the line (control characters that the renderer
+ * writes differently, NUL, lone surrogates, raw control characters = invalid JSON). */
+static int json_string(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out, int csv) {
+    Py_ssize_t j = *i + 1;
+    if (reserve(out, (size_t)(2 * (n - j) + 2)) < 0) return -1;
+    if (csv) out->p[out->len++] = '"';
+    for (;;) {
+        Py_ssize_t run = j;
+        while (j < n) {
+            unsigned char c = (unsigned char)s[j];
+            if (c == '"' || c == '\\' || c < 0x20) break;
+            j++;
+        }
+        memcpy(out->p + out->len, s + run, (size_t)(j - run));
+        out->len += (size_t)(j - run);
+        if (j >= n) return 0;
+        unsigned char c = (unsigned char)s[j];
+        if (c == '"') break;
+        if (c < 0x20) return 0;
+        /* an escape */
+        if (j + 1 >= n) return 0;
+        char e = s[j + 1];
+        char ch = 0;
+        switch (e) {
+        case '"': ch = '"'; break;
+        case '\\': ch = '\\'; break;
+        case '/': ch = '/'; break;
+        case 'b': ch = '\b'; break;
+        case 'f': ch = '\f'; break;
+        case 'n': ch = '\n'; break;
+        case 'r': ch = '\r'; break;
+        case 't': ch = '\t'; break;
+        case 'u': {
+            if (j + 6 > n) return 0;
+            int cp = hex4(s + j + 2);
+            if (cp < 0) return 0;
+            j += 6;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (j + 6 > n || s[j] != '\\' || s[j + 1] != 'u') return 0;
+                int lo = hex4(s + j + 2);
+                if (lo < 0xDC00 || lo > 0xDFFF) return 0;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                j += 6;
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                return 0;
+            }
+            if (cp < 0x20) {
+                if (cp == '\b' || cp == '\f' || cp == '\n' || cp == '\r' || cp == '\t') {
+                    out->p[out->len++] = (char)cp;
+                    continue;
+                }
+                return 0; /* NUL and other controls: the renderer's own paths */
+            }
+            char *o = out->p + out->len;
+            if (cp == '"' || cp == '\\') {
+                if (csv) *o++ = '\\';
+                *o++ = (char)cp;
+            } else if (cp < 0x80) *o++ = (char)cp;
+            else if (cp < 0x800) { *o++ = (char)(0xC0 | (cp >> 6)); *o++ = (char)(0x80 | (cp & 0x3F)); }
+            else if (cp < 0x10000) {
+                *o++ = (char)(0xE0 | (cp >> 12));
+                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            } else {
+                *o++ = (char)(0xF0 | (cp >> 18));
+                *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            }
+            out->len = (size_t)(o - out->p);
+            continue;
+        }
+        default: return 0;
+        }
+        if (csv && (ch == '"' || ch == '\\')) out->p[out->len++] = '\\';
+        out->p[out->len++] = ch;
+        j += 2;
+    }
+    if (csv) out->p[out->len++] = '"';
+    *i = j + 1;
+    return 1;
+}
+
+/* A JSON number at s[*i]: 1 = integer (canonical text appended), 2 = float (orjson's text
+ * appended), 0 = not taken. */
+static int json_number(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out) {
+    Py_ssize_t j = *i, start = j;
+    int neg = 0, frac = 0;
+    if (s[j] == '-') { neg = 1; j++; }
+    if (j >= n) return 0;
+    if (s[j] == '0') j++;
+    else if (s[j] >= '1' && s[j] <= '9') { while (j < n && s[j] >= '0' && s[j] <= '9') j++; }
+    else return 0;
+    Py_ssize_t int_end = j;
+    if (j < n && s[j] == '.') {
+        j++;
+        Py_ssize_t d = j;
+        while (j < n && s[j] >= '0' && s[j] <= '9') j++;
+        if (j == d) return 0;
+        frac = 1;
+    }
+    if (j < n && (s[j] == 'e' || s[j] == 'E')) {
+        j++;
+        if (j < n && (s[j] == '+' || s[j] == '-')) j++;
+        Py_ssize_t d = j;
+        while (j < n && s[j] >= '0' && s[j] <= '9') j++;
+        if (j == d) return 0;
+        frac = 1;
+    }
+    *i = j;
+    if (!frac) {
+        Py_ssize_t digits = int_end - start - neg;
+        if (digits > 19) return 0; /* orjson's own rules (u64, then float) */
+        if (digits == 19 && memcmp(s + start + neg, neg ? "9223372036854775808"
+                                                        : "9223372036854775807", 19) > 0)
+            return 0; /* beyond int64 */
+        if (neg && int_end - start == 2 && s[start + 1] == '0') { /* -0 is the int 0 */
+            if (reserve(out, 1) < 0) return -1;
+            out->p[out->len++] = '0';
+            return 1;
+        }
+        if (reserve(out, (size_t)(j - start)) < 0) return -1;
+        memcpy(out->p + out->len, s + start, (size_t)(j - start));
+        out->len += (size_t)(j - start);
+        return 1;
+    }
+    char tmp[64];
+    if (j - start >= (Py_ssize_t)sizeof tmp) return 0;
+    memcpy(tmp, s + start, (size_t)(j - start));
+    tmp[j - start] = 0;
+    char *end;
+    double v = PyOS_string_to_double(tmp, &end, NULL);
+    if (v == -1.0 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
+    if (*end || Py_IS_INFINITY(v) || Py_IS_NAN(v)) return 0;
+    /* orjson's text for this double: Python's repr digits (both shortest round-trip), laid
+     * out as orjson does: fixed notation for decimal exponents -5..15 (repr: -4..15), and
+     * no zero padding in the exponent (repr: e-07) */
+    char *text = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (!text) return -1;
+    char fixed[48];
+    const char *t = text;
+    char *e = strchr(text, 'e');
+    if (e && e[1] == '-' && e[2] == '0' && e[3] == '5' && e[4] == 0) {
+        /* d[.ddd]e-05 -> 0.0000dddd */
+        char *o = fixed;
+        const char *m = text;
+        if (*m == '-') *o++ = *m++;
+        memcpy(o, "0.0000", 6);
+        o += 6;
+        for (; m < e; m++)
+            if (*m != '.') *o++ = *m;
+        *o = 0;
+        t = fixed;
+    } else if (e && e[2] == '0') { /* e-07 -> e-7 */
+        memmove(e + 2, e + 3, strlen(e + 3) + 1);
+    }
+    size_t len = strlen(t);
+    if (reserve(out, len) < 0) { PyMem_Free(text); return -1; }
+    memcpy(out->p + out->len, t, len);
+    out->len += len;
+    PyMem_Free(text);
+    return 2;
+}
+
+static PyObject *row(PyObject *self, PyObject *args) {
+    Py_buffer line;
+    PyObject *plans;
+    if (!PyArg_ParseTuple(args, "y*O!", &line, &PyDict_Type, &plans)) return NULL;
+    const char *s = line.buf;
+    Py_ssize_t n = line.len;
+    PyObject *result = NULL, *stream = NULL, *key = NULL;
+    static const char HEAD[] = "{\"type\":\"RECORD\",\"stream\":\"";
+    const Py_ssize_t HL = sizeof HEAD - 1;
+    static const char REC[] = "\",\"record\":{";
+    const Py_ssize_t RL = sizeof REC - 1;
+    Py_ssize_t cell_start[MAX_COLS], cell_len[MAX_COLS];
+
+    while (n && (s[n - 1] == '\r' || s[n - 1] == ' ')) n--; /* (a CRLF line end) */
+    if (n < HL + RL + 2 || memcmp(s, HEAD, (size_t)HL)) goto none;
+    Py_ssize_t i = HL, name_start = HL;
+    while (i < n && s[i] != '"' && s[i] != '\\') i++;
+    if (i >= n || s[i] != '"' || n - i < RL || memcmp(s + i, REC, (size_t)RL)) goto none;
+    stream = PyBytes_FromStringAndSize(s + name_start, i - name_start);
+    if (!stream) goto done;
+    PyObject *plan = PyDict_GetItemWithError(plans, stream);
+    if (!plan) { if (PyErr_Occurred()) goto done; goto none; }
+    PyObject *members, *keyidx, *special;
+    if (!PyArg_ParseTuple(plan, "O!O!S", &PyTuple_Type, &members, &PyTuple_Type, &keyidx,
+                          &special))
+        goto done;
+    Py_ssize_t ncols = PyTuple_GET_SIZE(members);
+    if (ncols < 1 || ncols > MAX_COLS || PyBytes_GET_SIZE(special) != ncols) goto none;
+    if (!utf8_ok((const unsigned char *)s, n)) goto none;
+    const char *spec = PyBytes_AS_STRING(special);
+    for (Py_ssize_t c = 0; c < ncols; c++) cell_start[c] = -1;
+    scratch.len = 0;
+    i += RL;
+    Py_ssize_t hint = 0, seen = 0;
+    if (i < n && s[i] == '}') goto members_done;
+    for (;;) {
+        /* member name: try the column after the previous one first */
+        if (i >= n || s[i] != '"') goto none;
+        Py_ssize_t c = -1;
+        for (Py_ssize_t t = 0; t < ncols; t++) {
+            Py_ssize_t k = hint + t < ncols ? hint + t : hint + t - ncols;
+            PyObject *m = PyTuple_GET_ITEM(members, k);
+            Py_ssize_t ml = PyBytes_GET_SIZE(m);
+            if (n - i >= ml && !memcmp(s + i, PyBytes_AS_STRING(m), (size_t)ml)) { c = k; i += ml; break; }
+        }
+        if (c < 0 || cell_start[c] >= 0) goto none; /* unknown (e.g. a delete) or repeated */
+        hint = c + 1 < ncols ? c + 1 : 0;
+        if (i >= n) goto none;
+        cell_start[c] = (Py_ssize_t)scratch.len;
+        char v = s[i];
+        if (v == '"') {
+            int r = json_string(s, n, &i, &scratch, 1);
+            if (r < 0) goto done;
+            if (r == 0) goto none;
+        } else if (spec[c]) {
+            if (n - i >= 4 && !memcmp(s + i, "null", 4)) {
+                if (reserve(&scratch, 4) < 0) goto done;
+                memcpy(scratch.p + scratch.len, "null", 4); scratch.len += 4; i += 4;
+            } else goto none; /* nested JSON / array: the renderer's own text */
+        } else if (v == '-' || (v >= '0' && v <= '9')) {
+            int r = json_number(s, n, &i, &scratch);
+            if (r < 0) goto done;
+            if (r == 0) goto none;
+        } else {
+            const char *lit = NULL;
+            Py_ssize_t ll = 0;
+            if (n - i >= 4 && !memcmp(s + i, "null", 4)) { lit = "null"; ll = 4; }
+            else if (n - i >= 4 && !memcmp(s + i, "true", 4)) { lit = "true"; ll = 4; }
+            else if (n - i >= 5 && !memcmp(s + i, "false", 5)) { lit = "false"; ll = 5; }
+            else goto none;
+            if (reserve(&scratch, (size_t)ll) < 0) goto done;
+            memcpy(scratch.p + scratch.len, lit, (size_t)ll);
+            scratch.len += (size_t)ll;
+            i += ll;
+        }
+        cell_len[c] = (Py_ssize_t)scratch.len - cell_start[c];
+        seen++;
+        if (i < n && s[i] == ',') { i++; continue; }
+        if (i < n && s[i] == '}') break;
+        goto none;
+    }
+members_done:
+    if (seen != ncols) goto none; /* a missing property: the Python path fills in null */
+    i++; /* the record's closing brace */
+    PyObject *version = Py_None;
+    Py_INCREF(version);
+    if (i == n - 1 && s[i] == '}') {
+        /* no version */
+    } else {
+        static const char VER[] = ",\"version\":";
+        const Py_ssize_t VL = sizeof VER - 1;
+        if (n - i < VL + 2 || memcmp(s + i, VER, (size_t)VL) || s[n - 1] != '}') {
+            Py_DECREF(version);
+            goto none;
+        }
+        Py_ssize_t a = i + VL, b = n - 1;
+        if (b - a < 1 || b - a > 18) { Py_DECREF(version); goto none; }
+        for (Py_ssize_t k = a; k < b; k++)
+            if (s[k] < '0' || s[k] > '9' || (k == a && s[k] == '0' && b - a > 1)) {
+                Py_DECREF(version);
+                goto none;
+            }
+        char tmp[24];
+        memcpy(tmp, s + a, (size_t)(b - a));
+        tmp[b - a] = 0;
+        Py_DECREF(version);
+        version = PyLong_FromString(tmp, NULL, 10);
+        if (!version) goto done;
+    }
+    /* the key: Python values of the key cells (ints and strings only) */
+    Py_ssize_t nkey = PyTuple_GET_SIZE(keyidx);
+    if (nkey < 1) { Py_DECREF(version); goto none; }
+    PyObject *parts = PyTuple_New(nkey);
+    if (!parts) { Py_DECREF(version); goto done; }
+    for (Py_ssize_t k = 0; k < nkey; k++) {
+        Py_ssize_t c = PyLong_AsSsize_t(PyTuple_GET_ITEM(keyidx, k));
+        if (c < 0 || c >= ncols) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "key index");
+            Py_DECREF(parts); Py_DECREF(version); goto done;
+        }
+        const char *cell = scratch.p + cell_start[c];
+        Py_ssize_t cl = cell_len[c];
+        PyObject *kv = NULL;
+        if (cl && cell[0] == '"') {
+            if (memchr(cell, '\\', (size_t)cl)) { Py_DECREF(parts); Py_DECREF(version); goto none; }
+            kv = PyUnicode_DecodeUTF8(cell + 1, cl - 2, "strict");
+        } else if (cl && (cell[0] == '-' || (cell[0] >= '0' && cell[0] <= '9')) &&
+                   !memchr(cell, '.', (size_t)cl) && !memchr(cell, 'e', (size_t)cl) &&
+                   !memchr(cell, 'E', (size_t)cl)) {
+            char tmp[24];
+            memcpy(tmp, cell, (size_t)cl);
+            tmp[cl] = 0;
+            kv = PyLong_FromString(tmp, NULL, 10);
+        } else {
+            Py_DECREF(parts); Py_DECREF(version); goto none; /* null / float keys */
+        }
+        if (!kv) { Py_DECREF(parts); Py_DECREF(version); goto done; }
+        PyTuple_SET_ITEM(parts, k, kv);
+    }
+    if (nkey == 1) {
+        key = PyTuple_GET_ITEM(parts, 0);
+        Py_INCREF(key);
+        Py_DECREF(parts);
+    } else {
+        key = parts;
+    }
+    /* the row: cells in column order */
+    rowbuf.len = 0;
+    if (reserve(&rowbuf, scratch.len + (size_t)ncols) < 0) { Py_DECREF(version); goto done; }
+    for (Py_ssize_t c = 0; c < ncols; c++) {
+        if (c) rowbuf.p[rowbuf.len++] = ',';
+        memcpy(rowbuf.p + rowbuf.len, scratch.p + cell_start[c], (size_t)cell_len[c]);
+        rowbuf.len += (size_t)cell_len[c];
+    }
+    PyObject *rowbytes = PyBytes_FromStringAndSize(rowbuf.p, (Py_ssize_t)rowbuf.len);
+    if (!rowbytes) { Py_DECREF(version); goto done; }
+    result = PyTuple_Pack(4, stream, key, rowbytes, version);
+    Py_DECREF(rowbytes);
+    Py_DECREF(version);
+    goto done;
+none:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(stream);
+    Py_XDECREF(key);
+    PyBuffer_Release(&line);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"row", row, METH_VARARGS, "RECORD line -> (stream, key, COPY row, version) or None."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_pgrows",
+    "Singer RECORD lines -> PostgreSQL COPY rows in C (optional speed-up).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__pgrows(void) { return PyModule_Create(&module); }
