@@ -1,7 +1,7 @@
 """Build of the optional C speed-ups (everything else is in pyproject.toml).
 
 - ``tap_canvas_data2._transcode``: DAP TSV objects -> Singer RECORD lines (the tap);
-- ``target_dap_sql._pgrows``: RECORD lines -> PostgreSQL COPY rows (the target).
+- ``target_dap_sql._rows``: RECORD lines -> PostgreSQL COPY / MySQL LOAD DATA rows (the target).
 
 Both are optional: without a C compiler the install still succeeds and the pure-Python
 paths run instead (same output, slower).
@@ -18,8 +18,8 @@ setup(
             extra_compile_args=["-O2"],
         ),
         Extension(
-            "target_dap_sql._pgrows",
-            ["target_dap_sql/_pgrows.c"],
+            "target_dap_sql._rows",
+            ["target_dap_sql/_rows.c"],
             optional=True,
             extra_compile_args=["-O2"],
         ),

@@ -33,10 +33,10 @@ from target_dap_sql.ddl import TableDef, table_def_from_schema
 from target_dap_sql.dialects.base import Dialect, Renderer, Snapshot, first_line
 from target_dap_sql.errors import BadRecord, MalformedInput, RejectedByDatabase, TargetError
 
-try:  # the C record path for PostgreSQL (setup.py builds it when a compiler is at hand)
-    from target_dap_sql import _pgrows
+try:  # the C record path (setup.py builds it when a compiler is at hand)
+    from target_dap_sql import _rows
 except ImportError:  # pragma: no cover - pure-Python install
-    _pgrows = None  # type: ignore[assignment]
+    _rows = None  # type: ignore[assignment]
 
 PROGRESS_EVERY_SECONDS = 5.0
 #: Keys per flush while COPYing a first snapshot into an empty table: small enough that the
@@ -152,7 +152,7 @@ class Loader:
         batch_limit = self.batch_size_rows
         byte_limit = self.max_batch_bytes
         lineno = 0
-        fast_row = _pgrows.row if _pgrows is not None else None
+        fast_row = _rows.row if _rows is not None else None
         plans = self._plans
         by_name = self._by_name
         for line in _lines_of(lines):

@@ -54,6 +54,11 @@ _AT_ROW = re.compile(r"at row (\d+)")
 _COLUMN = re.compile(r"column '([^']+)'|Column '([^']+)'|CONSTRAINT `([^`]+)`")
 _DATA_ERRNOS = {1048, 1264, 1265, 1292, 1366, 1406, 1411, 3140, 4025, 1690, 1367}
 _TSV_NULL = "\\N"
+# column kind -> code of the C record path (_rows.c, my_cell); other kinds: b"x" (null only)
+_ROW_KINDS = {"bigint": b"i", "integer": b"i", "smallint": b"i", "double": b"f", "real": b"f",
+              "decimal": b"f", "boolean": b"b", "timestamp": b"t", "uuid": b"u", "json": b"j",
+              "array": b"j",
+              **dict.fromkeys(("varchar", "char", "text", "enum", "date", "interval"), b"s")}
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r",
                               "\x00": "\\0"})
@@ -412,6 +417,17 @@ def escaped(parts, v, nulls):
             return key_of(rec), "(" + ",".join(cells) + ")"
 
         return Renderer(render=render, key_of=key_of, slow=render)
+
+    def copy_plan(self, tdef: TableDef) -> tuple | None:
+        """The table's plan for the C record path (``target_dap_sql._rows``, LOAD DATA text);
+        the same conversions as ``_tsv_renderer`` for the kinds it takes."""
+        names = tdef.column_names
+        if not getattr(self, "local_infile", False) or "_sdc_deleted_at" in names:
+            return None
+        members = tuple(orjson.dumps(name) + b":" for name in names)
+        key = tuple(names.index(k) for k in tdef.key)
+        kinds = b"".join(_ROW_KINDS.get(c.type.kind, b"x") for c in tdef.columns)
+        return members, key, kinds, 1
 
     def _key_literals(self, tdef: TableDef, keys: list) -> list[str]:
         convs = [self._converter(tdef, tdef.column(k)) for k in tdef.key]

@@ -378,17 +378,15 @@ class PostgreSQLDialect(Dialect):
         return Renderer(render=render, key_of=key_of, slow=slow)
 
     def copy_plan(self, tdef: TableDef) -> tuple | None:
-        """What the C speed-up (``target_dap_sql._pgrows``) needs to turn this table's RECORD
-        lines into the renderer's rows without a dict per record; None: renderer only."""
+        """The table's plan for the C record path (``target_dap_sql._rows``, COPY csv)."""
         names = tdef.column_names
         if "_sdc_deleted_at" in names:  # a delete marker that is also a column: Python path
             return None
         members = tuple(orjson.dumps(name) + b":" for name in names)
         key = tuple(names.index(k) for k in tdef.key)
-        special = bytes(
-            1 if c.type.kind in ("json", "array") else 0 for c in tdef.columns
-        )  # (the renderer's own text for nested JSON and arrays)
-        return members, key, special
+        # 'x': nested JSON and arrays get the renderer's own text (null / strings only in C)
+        kinds = b"".join(b"x" if c.type.kind in ("json", "array") else b"p" for c in tdef.columns)
+        return members, key, kinds, 0
 
     def _key_csv(self, tdef: TableDef, keys: list) -> bytes:
         lines = []

@@ -118,7 +118,8 @@ def _edge(rows: list[str]) -> tuple[list[dict], list[dict], TsvRecordWriter]:
     ("plain", "1\t-5\t1.5\ttrue\tplain\t2025-01-01T00:00:00Z\t{\"a\":1}"),
     ("nulls", "2\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N"),
     ("empty string", "3\t0\t0\tfalse\t\t\\N\t{}"),
-    ("escapes", '4\t1\t2e3\ttrue\tsay "hi"\\tand\\\\N \\\\ \\n\\r\\0\\v\\b\\f\x01\x7f é 🙂\t\\N\t\\N'),
+    ("escapes", '4\t1\t2e3\ttrue\tsay "hi"\\tand\\\\N \\\\ \\n\\r\\0\\v\\b\\f\x01\x7f é 🙂'
+                '\t\\N\t\\N'),
     ("the string \\N", "5\t1\t1\ttrue\t\\\\N\t\\N\t\\N"),
     ("NaN / Infinity", "6\t1\tNaN\ttrue\ts\t\\N\t\\N"),
     ("1e400", "7\t1\t1e400\ttrue\ts\t\\N\t\\N"),
@@ -136,8 +137,9 @@ def test_edge_values_fast_path(label, row, impl):
 
 
 def test_deletes_fast_path(impl):
-    rows = [f"{_TS}\tU\t1\t2\t3\ttrue\ts\t\\N\t\\N", f"2025-02-01T00:00:00Z\tD\t2\t\\N\t\\N\t\\N\t\\N"
-            "\t\\N\t\\N", f"{_TS}\tU\t3\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N"]
+    rows = [f"{_TS}\tU\t1\t2\t3\ttrue\ts\t\\N\t\\N",
+            "2025-02-01T00:00:00Z\tD\t2\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N",
+            f"{_TS}\tU\t3\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N"]
     fast, generic, writer = _edge(rows)
     assert fast == generic
     assert fast[1] == {"id": 2, "_sdc_deleted_at": "2025-02-01T00:00:00Z"}

@@ -1,9 +1,9 @@
-"""The C path of the PostgreSQL target (``_pgrows``) gives exactly the renderer's COPY rows.
+"""The target's C record path (``_rows``) gives exactly the dialect renderers' load rows.
 
 Every RECORD line the C path accepts must give the key, row bytes and version that
-``orjson.loads`` + the dialect's renderer give; the lines it declines (None) take that
-Python path in the loader. Checked on the tap's real output for every sandbox table
-(snapshot and incremental) and on hand-made hard cases.
+``orjson.loads`` + the dialect's renderer give (PostgreSQL COPY csv, MySQL LOAD DATA text);
+the lines it declines (None) take that Python path in the loader. Checked on the tap's real
+output for every sandbox table (snapshot and incremental) and on hand-made hard cases.
 """
 
 from __future__ import annotations
@@ -16,13 +16,24 @@ import subprocess
 import orjson
 import pytest
 
-from target_dap_sql import _pgrows
+from target_dap_sql import _rows
 from target_dap_sql.connection import parse_connection_string
 from target_dap_sql.ddl import table_def_from_schema
+from target_dap_sql.dialects.mysql import MySQLDialect
 from target_dap_sql.dialects.postgresql import PostgreSQLDialect
 from tests.e2e.util import canvas_tables, clean_env, exe, small_sandbox, tap_config, write_json
 
-DIALECT = PostgreSQLDialect(parse_connection_string("postgresql://u@127.0.0.1/x"))
+MYSQL = MySQLDialect(parse_connection_string("mysql://root@127.0.0.1/x"))
+MYSQL.local_infile = True  # (as after connecting to a server that allows it)
+DIALECTS = {
+    "postgresql": PostgreSQLDialect(parse_connection_string("postgresql://u@127.0.0.1/x")),
+    "mysql": MYSQL,
+}
+
+
+@pytest.fixture(params=sorted(DIALECTS))
+def dialect(request):
+    return DIALECTS[request.param]
 
 
 def _python(line: bytes, renderers: dict) -> tuple | None:
@@ -38,14 +49,14 @@ def _python(line: bytes, renderers: dict) -> tuple | None:
     return msg["stream"].encode(), key, row, msg.get("version")
 
 
-def _schemas(lines: list[bytes]) -> tuple[dict, dict]:
+def _schemas(lines: list[bytes], dialect) -> tuple[dict, dict]:
     plans, renderers = {}, {}
     for line in lines:
         msg = orjson.loads(line)
         if msg["type"] == "SCHEMA":
             tdef = table_def_from_schema(msg, None)
-            plans[tdef.stream.encode()] = DIALECT.copy_plan(tdef)
-            renderers[tdef.stream] = DIALECT.renderer(tdef)
+            plans[tdef.stream.encode()] = dialect.copy_plan(tdef)
+            renderers[tdef.stream] = dialect.renderer(tdef)
     return plans, renderers
 
 
@@ -54,7 +65,7 @@ def _check(lines: list[bytes], plans: dict, renderers: dict) -> tuple[int, int]:
     for line in lines:
         if not line.startswith(b'{"type":"RECORD"'):
             continue
-        fast = _pgrows.row(line, plans)
+        fast = _rows.row(line, plans)
         if fast is None:
             declined += 1
             continue
@@ -63,7 +74,10 @@ def _check(lines: list[bytes], plans: dict, renderers: dict) -> tuple[int, int]:
     return taken, declined
 
 
-def test_tap_output_of_every_table(tmp_path):
+@pytest.fixture(scope="module")
+def tap_output(tmp_path_factory) -> tuple[list[bytes], list[bytes]]:
+    """The tap's lines for every sandbox table: a snapshot, then an incremental."""
+    tmp_path = tmp_path_factory.mktemp("tap")
     with small_sandbox(seed=7) as sb:
         cfg = write_json(tmp_path / "tap.json", tap_config(sb, tables=canvas_tables()))
         first = subprocess.run([exe("tap-canvas-data2"), "--config", str(cfg)], check=True,
@@ -75,7 +89,12 @@ def test_tap_output_of_every_table(tmp_path):
         second = subprocess.run([exe("tap-canvas-data2"), "--config", str(cfg), "--state",
                                  str(st)], check=True, capture_output=True,
                                 env=clean_env()).stdout.splitlines()
-    plans, renderers = _schemas(first)
+    return first, second
+
+
+def test_tap_output_of_every_table(tap_output, dialect):
+    first, second = tap_output
+    plans, renderers = _schemas(first, dialect)
     taken, declined = _check(first, plans, renderers)
     # declined: array / JSON columns (assignments), control characters of the hard values
     assert taken > 0.8 * (taken + declined), (taken, declined)
@@ -100,9 +119,9 @@ def _line(record: bytes, tail: bytes = b"}") -> bytes:
     return b'{"type":"RECORD","stream":"s","record":{' + record + b"}" + tail
 
 
-def _hard(tmp: list[bytes]) -> tuple[dict, dict]:
+def _hard(dialect) -> tuple[dict, dict]:
     tdef = table_def_from_schema(_SCHEMA, None)
-    return {b"s": DIALECT.copy_plan(tdef)}, {"s": DIALECT.renderer(tdef)}
+    return {b"s": dialect.copy_plan(tdef)}, {"s": dialect.renderer(tdef)}
 
 
 TAKEN = [
@@ -110,7 +129,8 @@ TAKEN = [
     b'"id":-0,"n":-7,"x":-0.0,"ok":false,"t":"","j":null',
     b'"id":2,"n":null,"x":1e-7,"ok":null,"t":null,"j":null',
     b'"id":3,"n":123456789012345678,"x":1E+300,"ok":true,"t":"q\\"b\\\\s\\/","j":null',
-    b'"id":4,"n":0,"x":100000,"ok":true,"t":"\\u00e9\\ud83d\\ude42 raw \xc3\xa9 \\n\\r\\t\\b\\f","j":"text"',
+    b'"id":4,"n":0,"x":100000,"ok":true,"t":"\\u00e9\\ud83d\\ude42 raw \xc3\xa9 \\n\\r\\t\\b\\f",'
+    b'"j":"text"',
     b'"id":5,"n":1,"x":0.1,"ok":true,"t":"\\u0022\\u005c","j":null',
     b'"t":"reordered","id":6,"j":null,"x":2.50,"n":3,"ok":false',
 ]
@@ -131,18 +151,22 @@ DECLINED = [
 
 @pytest.mark.parametrize("record", TAKEN)
 @pytest.mark.parametrize("tail", [b"}", b',"version":1700000000123}', b"}\r"])
-def test_hard_values_taken(record, tail):
-    plans, renderers = _hard([])
+def test_hard_values_taken(record, tail, dialect):
+    plans, renderers = _hard(dialect)
     line = _line(record, tail)
-    fast = _pgrows.row(line, plans)
+    fast = _rows.row(line, plans)
     assert fast is not None
     assert fast == _python(line, renderers)
 
 
 @pytest.mark.parametrize("record", DECLINED)
-def test_declined(record):
-    plans, _ = _hard([])
-    assert _pgrows.row(_line(record), plans) is None
+def test_declined(record, dialect):
+    plans, renderers = _hard(dialect)
+    fast = _rows.row(_line(record), plans)
+    if dialect is MYSQL and b"\\u000" in record:  # LOAD DATA text takes NUL and controls
+        assert fast == _python(_line(record), renderers)
+    else:
+        assert fast is None
 
 
 @pytest.mark.parametrize("line", [
@@ -154,17 +178,17 @@ def test_declined(record):
     b'"version":01}',
     b'{"type":"RECORD","stream":"s","record":{"id":1,"n":1,"x":1,"ok":true,"t":"t","j":null}',
 ])
-def test_other_envelopes_declined(line):
-    plans, _ = _hard([])
-    assert _pgrows.row(line, plans) is None
+def test_other_envelopes_declined(line, dialect):
+    plans, _ = _hard(dialect)
+    assert _rows.row(line, plans) is None
 
 
-def test_random_doubles_as_orjson_writes_them():
-    plans, renderers = _hard([])
+def test_random_doubles_as_the_renderer_writes_them(dialect):
+    plans, renderers = _hard(dialect)
     rnd = random.Random(5)
     values = [struct.unpack("<d", rnd.randbytes(8))[0] for _ in range(20000)]
-    values += [float("%.*g" % (rnd.randint(1, 17), rnd.uniform(-1, 1) * 10 ** rnd.randint(
-        -30, 30))) for _ in range(40000)]  # every decimal exponent, short and long digits
+    values += [float(f"{rnd.uniform(-1, 1) * 10 ** rnd.randint(-30, 30):.{rnd.randint(1, 17)}g}")
+               for _ in range(40000)]  # every decimal exponent, short and long digits
     values += [m * 10.0 ** e for m in (1, 1.5, -3.25, 9.999999999999999) for e in range(-9, 20)]
     values += [5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 0.1, 0.0]
     for v in values:
@@ -174,5 +198,5 @@ def test_random_doubles_as_orjson_writes_them():
             if b"e" not in text and b"." not in text and b"E" not in text:
                 text += b".0"
             line = _line(b'"id":1,"n":1,"x":' + text + b',"ok":true,"t":"t","j":null')
-            fast = _pgrows.row(line, plans)
+            fast = _rows.row(line, plans)
             assert fast == _python(line, renderers), text

@@ -1,24 +1,29 @@
 /*
- * Singer RECORD line -> PostgreSQL COPY row, in one pass of C (the target's hot path).
+ * Singer RECORD line -> load row (PostgreSQL COPY csv, MySQL LOAD DATA text), in one pass
+ * of C (the target's hot path).
  *
- * Optional speed-up of the PostgreSQL renderer (dialects/postgresql.py): for the lines it
- * accepts it returns exactly the row bytes and key that `orjson.loads` + the renderer would
- * give, without building the record dict; any other line (another envelope, a delete, a
+ * Optional speed-up of the dialects' renderers (dialects/postgresql.py, mysql.py): for the
+ * lines it accepts it returns exactly the row bytes and key that `orjson.loads` + the
+ * renderer would give, without building the record dict; any other line (another envelope, a delete, a
  * missing or unknown property, nested JSON, big or odd numbers, control characters other
  * than \b \f \n \r \t, invalid UTF-8...) gives None and takes the Python path, which also
  * reports the errors.
  *
  * row(line, plans) -> (stream: bytes, key, row: bytes, version: int | None) | None
- *   plans  {stream name (bytes): (members, key, special)}
+ *   plans  {stream name (bytes): (members, key, kinds, style)}
  *          members: tuple of bytes, the JSON text of each column's name with its quotes and
  *                   colon (`"id":`), in table column order
  *          key: tuple of column indexes of the primary key
- *          special: bytes, one per column: 1 = JSON / array column (only null and strings
- *                   are taken here)
+ *          kinds: bytes, one code per column (see below)
+ *          style: 0 = PostgreSQL COPY csv, 1 = MySQL LOAD DATA text
+ * PostgreSQL kinds: 'p' plain, 'x' JSON / array column (only null and strings taken here).
+ * MySQL kinds: 'i' integer, 'f' double/decimal, 'b' boolean, 't' timestamp, 's' text-like,
+ *              'u' uuid, 'j' JSON / array (null and strings), 'x' anything else (null only).
  * Accepted envelope: {"type":"RECORD","stream":"<name>","record":{...}} with an optional
  * ,"version":<int> before the last brace, compact (no whitespace).
  * COPY format: FORMAT csv, NULL 'null', ESCAPE '\': null / true / false / numbers bare,
  * strings quoted with \ and " escaped by a backslash, other characters raw.
+ * LOAD DATA format: tab-separated, \N = NULL, \ tab LF CR NUL escaped by a backslash.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -44,6 +49,7 @@ static int reserve(Buf *b, size_t extra) {
 
 static Buf scratch = {NULL, 0, 0}; /* cells in record order (the GIL guards it) */
 static Buf rowbuf = {NULL, 0, 0};
+static Buf keybuf = {NULL, 0, 0};
 
 static int utf8_ok(const unsigned char *s, Py_ssize_t n) {
     Py_ssize_t i = 0;
@@ -91,13 +97,40 @@ static int hex4(const char *s) {
     return v;
 }
 
-/* A JSON string at s[*i] (the opening quote) -> its decoded UTF-8 text appended to out.
- * Returns 0 when the Python path must take the line (control characters that the renderer
- * writes differently, NUL, lone surrogates, raw control characters = invalid JSON). */
-static int json_string(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out, int csv) {
+enum { RAW = 0, PG = 1, MY = 2 };
+
+/* One decoded character below 0x80 (from an escape) in the output's text form; 0 = the
+ * Python path must take the line (the renderer writes it some other way). */
+static int put_ascii(Buf *out, int ch, int mode) {
+    char *o = out->p + out->len;
+    if (mode == PG) {
+        if (ch == '"' || ch == '\\') *o++ = '\\';
+        else if (ch < 0x20 && ch != '\b' && ch != '\f' && ch != '\n' && ch != '\r' && ch != '\t')
+            return 0; /* NUL (refused by PostgreSQL) and other controls: \u00XX there */
+        *o++ = (char)ch;
+    } else if (mode == MY) {
+        switch (ch) {
+        case '\\': *o++ = '\\'; *o++ = '\\'; break;
+        case '\t': *o++ = '\\'; *o++ = 't'; break;
+        case '\n': *o++ = '\\'; *o++ = 'n'; break;
+        case '\r': *o++ = '\\'; *o++ = 'r'; break;
+        case 0: *o++ = '\\'; *o++ = '0'; break;
+        default: *o++ = (char)ch;
+        }
+    } else {
+        *o++ = (char)ch;
+    }
+    out->len = (size_t)(o - out->p);
+    return 1;
+}
+
+/* A JSON string at s[*i] (the opening quote) -> its text appended to out, in the form of
+ * `mode` (PG: quoted and escaped for COPY csv; MY: escaped for LOAD DATA; RAW: as is).
+ * 0 = not taken (see put_ascii; lone surrogates; raw control characters = invalid JSON). */
+static int json_string(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out, int mode) {
     Py_ssize_t j = *i + 1;
     if (reserve(out, (size_t)(2 * (n - j) + 2)) < 0) return -1;
-    if (csv) out->p[out->len++] = '"';
+    if (mode == PG) out->p[out->len++] = '"';
     for (;;) {
         Py_ssize_t run = j;
         while (j < n) {
@@ -111,11 +144,9 @@ static int json_string(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out, int
         unsigned char c = (unsigned char)s[j];
         if (c == '"') break;
         if (c < 0x20) return 0;
-        /* an escape */
-        if (j + 1 >= n) return 0;
-        char e = s[j + 1];
-        char ch = 0;
-        switch (e) {
+        if (j + 1 >= n) return 0; /* an escape */
+        int ch;
+        switch (s[j + 1]) {
         case '"': ch = '"'; break;
         case '\\': ch = '\\'; break;
         case '/': ch = '/'; break;
@@ -138,19 +169,12 @@ static int json_string(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out, int
             } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
                 return 0;
             }
-            if (cp < 0x20) {
-                if (cp == '\b' || cp == '\f' || cp == '\n' || cp == '\r' || cp == '\t') {
-                    out->p[out->len++] = (char)cp;
-                    continue;
-                }
-                return 0; /* NUL and other controls: the renderer's own paths */
+            if (cp < 0x80) {
+                if (!put_ascii(out, cp, mode)) return 0;
+                continue;
             }
             char *o = out->p + out->len;
-            if (cp == '"' || cp == '\\') {
-                if (csv) *o++ = '\\';
-                *o++ = (char)cp;
-            } else if (cp < 0x80) *o++ = (char)cp;
-            else if (cp < 0x800) { *o++ = (char)(0xC0 | (cp >> 6)); *o++ = (char)(0x80 | (cp & 0x3F)); }
+            if (cp < 0x800) { *o++ = (char)(0xC0 | (cp >> 6)); *o++ = (char)(0x80 | (cp & 0x3F)); }
             else if (cp < 0x10000) {
                 *o++ = (char)(0xE0 | (cp >> 12));
                 *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
@@ -166,18 +190,17 @@ static int json_string(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out, int
         }
         default: return 0;
         }
-        if (csv && (ch == '"' || ch == '\\')) out->p[out->len++] = '\\';
-        out->p[out->len++] = ch;
+        if (!put_ascii(out, ch, mode)) return 0;
         j += 2;
     }
-    if (csv) out->p[out->len++] = '"';
+    if (mode == PG) out->p[out->len++] = '"';
     *i = j + 1;
     return 1;
 }
 
-/* A JSON number at s[*i]: 1 = integer (canonical text appended), 2 = float (orjson's text
- * appended), 0 = not taken. */
-static int json_number(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out) {
+/* A JSON number at s[*i]: 1 = integer (canonical text appended), 2 = float (appended as
+ * orjson writes it, or as Python's repr() with repr_text), 0 = not taken. */
+static int json_number(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out, int repr_text) {
     Py_ssize_t j = *i, start = j;
     int neg = 0, frac = 0;
     if (s[j] == '-') { neg = 1; j++; }
@@ -233,7 +256,7 @@ static int json_number(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out) {
     if (!text) return -1;
     char fixed[48];
     const char *t = text;
-    char *e = strchr(text, 'e');
+    char *e = repr_text ? NULL : strchr(text, 'e');
     if (e && e[1] == '-' && e[2] == '0' && e[3] == '5' && e[4] == 0) {
         /* d[.ddd]e-05 -> 0.0000dddd */
         char *o = fixed;
@@ -256,6 +279,85 @@ static int json_number(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out) {
     return 2;
 }
 
+static int literal(const char *s, Py_ssize_t n, Py_ssize_t i, const char *lit) {
+    size_t ll = strlen(lit);
+    return n - i >= (Py_ssize_t)ll && !memcmp(s + i, lit, ll);
+}
+
+static int put_text(Buf *out, const char *t, size_t len) {
+    if (reserve(out, len) < 0) return -1;
+    memcpy(out->p + out->len, t, len);
+    out->len += len;
+    return 1;
+}
+
+/* One value as PostgreSQL COPY csv text (the renderer: orjson.dumps of the values). */
+static int pg_cell(const char *s, Py_ssize_t n, Py_ssize_t *i, char kind, Buf *out) {
+    char v = s[*i];
+    if (v == '"') return json_string(s, n, i, out, PG);
+    if (literal(s, n, *i, "null")) { *i += 4; return put_text(out, "null", 4); }
+    if (kind != 'p') return 0; /* nested JSON / array: the renderer's own text */
+    if (v == '-' || (v >= '0' && v <= '9')) {
+        int r = json_number(s, n, i, out, 0);
+        return r < 0 ? -1 : r > 0;
+    }
+    if (literal(s, n, *i, "true")) { *i += 4; return put_text(out, "true", 4); }
+    if (literal(s, n, *i, "false")) { *i += 5; return put_text(out, "false", 5); }
+    return 0;
+}
+
+static int is_hex(char c) { return hexval(c) >= 0; }
+
+/* One value as MySQL LOAD DATA text (the renderer's conversions per column kind). */
+static int my_cell(const char *s, Py_ssize_t n, Py_ssize_t *i, char kind, Buf *out) {
+    char v = s[*i];
+    if (literal(s, n, *i, "null")) { *i += 4; return put_text(out, "\\N", 2); }
+    switch (kind) {
+    case 'i':
+    case 'f': {
+        if (!(v == '-' || (v >= '0' && v <= '9'))) return 0;
+        int r = json_number(s, n, i, out, 1);
+        if (r < 0) return -1;
+        return r == 1 || (r == 2 && kind == 'f'); /* a float in an integer column: Python */
+    }
+    case 'b':
+        if (literal(s, n, *i, "true")) { *i += 4; return put_text(out, "1", 1); }
+        if (literal(s, n, *i, "false")) { *i += 5; return put_text(out, "0", 1); }
+        return 0;
+    case 's':
+    case 'j': /* (a JSON column's string is its text; nested JSON: the renderer's text) */
+        return v == '"' ? json_string(s, n, i, out, MY) : 0;
+    case 't': { /* 2024-01-02T03:04:05Z -> without the zone designator */
+        if (v != '"') return 0;
+        size_t at = out->len;
+        int r = json_string(s, n, i, out, MY);
+        if (r <= 0) return r;
+        if (out->len == at || out->p[out->len - 1] != 'Z') return 0;
+        out->len--;
+        return 1;
+    }
+    case 'u': { /* 36 characters, 32 hex digits once the dashes are gone */
+        if (v != '"') return 0;
+        size_t at = out->len;
+        int r = json_string(s, n, i, out, RAW);
+        if (r <= 0) return r;
+        if (out->len - at != 36) return 0;
+        size_t w = at;
+        for (size_t k = at; k < at + 36; k++) {
+            char ch = out->p[k];
+            if (ch == '-') continue;
+            if (!is_hex(ch)) return 0;
+            out->p[w++] = ch;
+        }
+        if (w - at != 32) return 0;
+        out->len = w;
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
 static PyObject *row(PyObject *self, PyObject *args) {
     Py_buffer line;
     PyObject *plans;
@@ -267,7 +369,7 @@ static PyObject *row(PyObject *self, PyObject *args) {
     const Py_ssize_t HL = sizeof HEAD - 1;
     static const char REC[] = "\",\"record\":{";
     const Py_ssize_t RL = sizeof REC - 1;
-    Py_ssize_t cell_start[MAX_COLS], cell_len[MAX_COLS];
+    Py_ssize_t cell_start[MAX_COLS], cell_len[MAX_COLS], tok_start[MAX_COLS];
 
     while (n && (s[n - 1] == '\r' || s[n - 1] == ' ')) n--; /* (a CRLF line end) */
     if (n < HL + RL + 2 || memcmp(s, HEAD, (size_t)HL)) goto none;
@@ -278,14 +380,15 @@ static PyObject *row(PyObject *self, PyObject *args) {
     if (!stream) goto done;
     PyObject *plan = PyDict_GetItemWithError(plans, stream);
     if (!plan) { if (PyErr_Occurred()) goto done; goto none; }
-    PyObject *members, *keyidx, *special;
-    if (!PyArg_ParseTuple(plan, "O!O!S", &PyTuple_Type, &members, &PyTuple_Type, &keyidx,
-                          &special))
+    PyObject *members, *keyidx, *kindbytes;
+    int style;
+    if (!PyArg_ParseTuple(plan, "O!O!Si", &PyTuple_Type, &members, &PyTuple_Type, &keyidx,
+                          &kindbytes, &style))
         goto done;
     Py_ssize_t ncols = PyTuple_GET_SIZE(members);
-    if (ncols < 1 || ncols > MAX_COLS || PyBytes_GET_SIZE(special) != ncols) goto none;
+    if (ncols < 1 || ncols > MAX_COLS || PyBytes_GET_SIZE(kindbytes) != ncols) goto none;
     if (!utf8_ok((const unsigned char *)s, n)) goto none;
-    const char *spec = PyBytes_AS_STRING(special);
+    const char *kinds = PyBytes_AS_STRING(kindbytes);
     for (Py_ssize_t c = 0; c < ncols; c++) cell_start[c] = -1;
     scratch.len = 0;
     i += RL;
@@ -305,32 +408,11 @@ static PyObject *row(PyObject *self, PyObject *args) {
         hint = c + 1 < ncols ? c + 1 : 0;
         if (i >= n) goto none;
         cell_start[c] = (Py_ssize_t)scratch.len;
-        char v = s[i];
-        if (v == '"') {
-            int r = json_string(s, n, &i, &scratch, 1);
-            if (r < 0) goto done;
-            if (r == 0) goto none;
-        } else if (spec[c]) {
-            if (n - i >= 4 && !memcmp(s + i, "null", 4)) {
-                if (reserve(&scratch, 4) < 0) goto done;
-                memcpy(scratch.p + scratch.len, "null", 4); scratch.len += 4; i += 4;
-            } else goto none; /* nested JSON / array: the renderer's own text */
-        } else if (v == '-' || (v >= '0' && v <= '9')) {
-            int r = json_number(s, n, &i, &scratch);
-            if (r < 0) goto done;
-            if (r == 0) goto none;
-        } else {
-            const char *lit = NULL;
-            Py_ssize_t ll = 0;
-            if (n - i >= 4 && !memcmp(s + i, "null", 4)) { lit = "null"; ll = 4; }
-            else if (n - i >= 4 && !memcmp(s + i, "true", 4)) { lit = "true"; ll = 4; }
-            else if (n - i >= 5 && !memcmp(s + i, "false", 5)) { lit = "false"; ll = 5; }
-            else goto none;
-            if (reserve(&scratch, (size_t)ll) < 0) goto done;
-            memcpy(scratch.p + scratch.len, lit, (size_t)ll);
-            scratch.len += (size_t)ll;
-            i += ll;
-        }
+        tok_start[c] = i;
+        int r = style == 1 ? my_cell(s, n, &i, kinds[c], &scratch)
+                            : pg_cell(s, n, &i, kinds[c], &scratch);
+        if (r < 0) goto done;
+        if (r == 0) goto none;
         cell_len[c] = (Py_ssize_t)scratch.len - cell_start[c];
         seen++;
         if (i < n && s[i] == ',') { i++; continue; }
@@ -376,21 +458,22 @@ members_done:
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "key index");
             Py_DECREF(parts); Py_DECREF(version); goto done;
         }
-        const char *cell = scratch.p + cell_start[c];
-        Py_ssize_t cl = cell_len[c];
         PyObject *kv = NULL;
-        if (cl && cell[0] == '"') {
-            if (memchr(cell, '\\', (size_t)cl)) { Py_DECREF(parts); Py_DECREF(version); goto none; }
-            kv = PyUnicode_DecodeUTF8(cell + 1, cl - 2, "strict");
-        } else if (cl && (cell[0] == '-' || (cell[0] >= '0' && cell[0] <= '9')) &&
-                   !memchr(cell, '.', (size_t)cl) && !memchr(cell, 'e', (size_t)cl) &&
-                   !memchr(cell, 'E', (size_t)cl)) {
-            char tmp[24];
-            memcpy(tmp, cell, (size_t)cl);
-            tmp[cl] = 0;
-            kv = PyLong_FromString(tmp, NULL, 10);
+        Py_ssize_t t = tok_start[c];
+        if (s[t] == '"') { /* the decoded string */
+            keybuf.len = 0;
+            int r = json_string(s, n, &t, &keybuf, RAW);
+            if (r <= 0) { Py_DECREF(parts); Py_DECREF(version); if (r < 0) goto done; goto none; }
+            kv = PyUnicode_DecodeUTF8(keybuf.p, (Py_ssize_t)keybuf.len, "strict");
+        } else if (s[t] == '-' || (s[t] >= '0' && s[t] <= '9')) {
+            keybuf.len = 0;
+            int r = json_number(s, n, &t, &keybuf, 1);
+            if (r != 1) { Py_DECREF(parts); Py_DECREF(version); if (r < 0) goto done; goto none; }
+            if (reserve(&keybuf, 1) < 0) { Py_DECREF(parts); Py_DECREF(version); goto done; }
+            keybuf.p[keybuf.len] = 0;
+            kv = PyLong_FromString(keybuf.p, NULL, 10);
         } else {
-            Py_DECREF(parts); Py_DECREF(version); goto none; /* null / float keys */
+            Py_DECREF(parts); Py_DECREF(version); goto none; /* null / boolean keys */
         }
         if (!kv) { Py_DECREF(parts); Py_DECREF(version); goto done; }
         PyTuple_SET_ITEM(parts, k, kv);
@@ -405,8 +488,9 @@ members_done:
     /* the row: cells in column order */
     rowbuf.len = 0;
     if (reserve(&rowbuf, scratch.len + (size_t)ncols) < 0) { Py_DECREF(version); goto done; }
+    char sep = style == 1 ? '\t' : ',';
     for (Py_ssize_t c = 0; c < ncols; c++) {
-        if (c) rowbuf.p[rowbuf.len++] = ',';
+        if (c) rowbuf.p[rowbuf.len++] = sep;
         memcpy(rowbuf.p + rowbuf.len, scratch.p + cell_start[c], (size_t)cell_len[c]);
         rowbuf.len += (size_t)cell_len[c];
     }
@@ -431,8 +515,9 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_pgrows",
-    "Singer RECORD lines -> PostgreSQL COPY rows in C (optional speed-up).", -1, methods,
+    PyModuleDef_HEAD_INIT, "_rows",
+    "Singer RECORD lines -> PostgreSQL / MySQL load rows in C (optional speed-up).", -1,
+    methods,
 };
 
-PyMODINIT_FUNC PyInit__pgrows(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__rows(void) { return PyModule_Create(&module); }
