@@ -158,7 +158,7 @@ class Loader:
         for line in _lines_of(lines):
             lineno += 1
             # the C path: a RECORD line of a known stream straight to its row (or None)
-            got = fast_row(line, plans) if plans else None
+            got = fast_row(line, plans) if plans and type(line) is bytes else None
             try:
                 if got is not None:
                     name, key, row, version = got
@@ -266,7 +266,7 @@ class Loader:
         self.d.ensure_table(tdef, meta.previous_columns(self.d, tdef))
         renderer = self.d.renderer(tdef)
         name = tdef.stream.encode("utf-8")
-        plan = self.d.copy_plan(tdef)
+        plan = self.d.copy_plan(tdef) if _rows is not None else None
         if plan is None:
             self._plans.pop(name, None)
         else:
