@@ -19,6 +19,7 @@ is handed to the API client's generic parser for that block, so results are iden
 
 from __future__ import annotations
 
+import os
 import re
 import typing as t
 from itertools import repeat
@@ -31,6 +32,8 @@ from tap_canvas_data2.api.objects import ObjectParser, TableLayout, unescape_tsv
 try:  # the C speed-up (setup.py builds it when a compiler is at hand)
     from tap_canvas_data2 import _transcode
 except ImportError:  # pragma: no cover - pure-Python install
+    _transcode = None  # type: ignore[assignment]
+if os.environ.get("CANVAS_DATA2_PURE_PYTHON"):  # the Python paths only (diagnosis, tests)
     _transcode = None  # type: ignore[assignment]
 
 NULL = "\\N"

@@ -37,6 +37,8 @@ try:  # the C record path (setup.py builds it when a compiler is at hand)
     from target_dap_sql import _rows
 except ImportError:  # pragma: no cover - pure-Python install
     _rows = None  # type: ignore[assignment]
+if os.environ.get("CANVAS_DATA2_PURE_PYTHON"):  # the Python paths only (diagnosis, tests)
+    _rows = None  # type: ignore[assignment]
 
 PROGRESS_EVERY_SECONDS = 5.0
 #: Keys per flush while COPYing a first snapshot into an empty table: small enough that the

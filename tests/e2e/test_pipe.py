@@ -16,6 +16,9 @@ Three runs against one sandbox, each resuming from the last STATE line the targe
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from tests.e2e.util import (
     NS,
     assert_nothing_later,
@@ -23,6 +26,7 @@ from tests.e2e.util import (
     check_bookmarks,
     check_meta,
     check_tables,
+    clean_env,
     duplicate_row,
     jobs_by_kind,
     run_pipe,
@@ -122,3 +126,24 @@ def test_snapshot_incremental_schema_bump_and_reload(db_url, tmp_path):
         check_meta(sb, db_url, tables, "after the reload run", later)
         assert_meta_matches_state(db_url, run3.last_state, "after the reload run")
     assert_nothing_later(later)
+
+
+def test_pure_python_paths(db_url, tmp_path):
+    """With CANVAS_DATA2_PURE_PYTHON=1 (or no C compiler at install) the tap and the target run
+    their Python paths only: the same tables, after a snapshot and after an incremental."""
+    pure = {"CANVAS_DATA2_PURE_PYTHON": "1"}
+    probe = subprocess.run(
+        [sys.executable, "-c", "from tap_canvas_data2 import _tsvjson; "
+         "from target_dap_sql import loading; print(_tsvjson._transcode, loading._rows)"],
+        env=clean_env(**pure), capture_output=True, text=True, check=True)
+    assert probe.stdout.split() == ["None", "None"]
+    tables = ["submissions", "users", "assignments"]
+    target_cfg = {"connection_string": db_url}
+    with small_sandbox(seed=5) as sb:
+        run1 = run_pipe(tmp_path / "run1", tap_config(sb, tables=tables), target_cfg, env=pure)
+        check_tables(sb, db_url, tables, "pure Python, after the snapshot")
+        for t in tables:
+            sb.advance(NS, t, inserts=3, updates=4, deletes=2)
+        run_pipe(tmp_path / "run2", tap_config(sb, tables=tables), target_cfg,
+                 state=run1.last_state, env=pure)
+        check_tables(sb, db_url, tables, "pure Python, after the incremental")

@@ -108,7 +108,8 @@ class PipeRun:
 
 
 def run_pipe(workdir: Path, tap_cfg: dict, target_cfg: dict, state: dict | None = None,
-             *, check: bool = True, timeout: float = 300, target: str | None = None) -> PipeRun:
+             *, check: bool = True, timeout: float = 300, target: str | None = None,
+             env: dict[str, str] | None = None) -> PipeRun:
     """Run `tap-canvas-data2 --config c.json [--state s.json] | <target> --config t.json`
     exactly as a user types it in bash (pipefail on), STATE lines to states.jsonl."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +123,7 @@ def run_pipe(workdir: Path, tap_cfg: dict, target_cfg: dict, state: dict | None 
         f"set -o pipefail; {exe('tap-canvas-data2')} --config {c}{state_arg} 2> {workdir}/tap.err"
         f" | {target_exe} --config {t} > {workdir}/states.jsonl 2> {workdir}/target.err"
     )
-    proc = subprocess.run(["bash", "-c", command], env=clean_env(), timeout=timeout,
+    proc = subprocess.run(["bash", "-c", command], env=clean_env(**(env or {})), timeout=timeout,
                           stdin=subprocess.DEVNULL)
     states = []
     for line in (workdir / "states.jsonl").read_text(encoding="utf-8").splitlines():
