@@ -464,11 +464,23 @@ def count_rows(kind: str, url: str) -> int:
 
 
 def checkpoint(url: str) -> None:
-    """Start every timed step with no dirty pages left over from the previous one."""
+    """Start every timed step on a quiet server: no autovacuum still working on the previous
+    step's table (PostgreSQL vacuums a freshly loaded table right after the load, which would
+    otherwise slow down whichever step comes next), no dirty pages left over."""
     if url.startswith("postgresql"):
         conn = pg_connect(url)
         conn.autocommit = True
-        conn.cursor().execute("CHECKPOINT")
+        cur = conn.cursor()
+        started, quiet = time.monotonic(), 0
+        while quiet < 3 and time.monotonic() - started < 180:
+            cur.execute("SELECT count(*) FROM pg_stat_activity "
+                        "WHERE backend_type = 'autovacuum worker'")
+            quiet = quiet + 1 if cur.fetchone()[0] == 0 else 0
+            time.sleep(0.5)
+        waited = time.monotonic() - started
+        if waited > 2:
+            log(f"waited {waited:.0f} s for autovacuum before the next timed step")
+        cur.execute("CHECKPOINT")
         conn.close()
     else:
         conn = my_connect(url)

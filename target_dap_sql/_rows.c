@@ -99,14 +99,24 @@ static int hex4(const char *s) {
 
 enum { RAW = 0, PG = 1, MY = 2 };
 
+/* PostgreSQL rows holding a control character other than \b \f \n \r \t (orjson writes
+ * \u00XX for it) are written by the renderer's exact path (slow()): such characters raw,
+ * floats as repr().  The first pass notes one (rare_control), the line is then done again
+ * in that form (pg_slow). */
+static int pg_slow, rare_control;
+
 /* One decoded character below 0x80 (from an escape) in the output's text form; 0 = the
  * Python path must take the line (the renderer writes it some other way). */
 static int put_ascii(Buf *out, int ch, int mode) {
     char *o = out->p + out->len;
     if (mode == PG) {
         if (ch == '"' || ch == '\\') *o++ = '\\';
-        else if (ch < 0x20 && ch != '\b' && ch != '\f' && ch != '\n' && ch != '\r' && ch != '\t')
-            return 0; /* NUL (refused by PostgreSQL) and other controls: \u00XX there */
+        else if (ch == 0) return 0; /* NUL: PostgreSQL text refuses it (the renderer says so) */
+        else if (ch < 0x20 && ch != '\b' && ch != '\f' && ch != '\n' && ch != '\r' &&
+                 ch != '\t' && !pg_slow) {
+            rare_control = 1;
+            return 0;
+        }
         *o++ = (char)ch;
     } else if (mode == MY) {
         switch (ch) {
@@ -298,7 +308,7 @@ static int pg_cell(const char *s, Py_ssize_t n, Py_ssize_t *i, char kind, Buf *o
     if (literal(s, n, *i, "null")) { *i += 4; return put_text(out, "null", 4); }
     if (kind != 'p') return 0; /* nested JSON / array: the renderer's own text */
     if (v == '-' || (v >= '0' && v <= '9')) {
-        int r = json_number(s, n, i, out, 0);
+        int r = json_number(s, n, i, out, pg_slow);
         return r < 0 ? -1 : r > 0;
     }
     if (literal(s, n, *i, "true")) { *i += 4; return put_text(out, "true", 4); }
@@ -371,6 +381,9 @@ static PyObject *row(PyObject *self, PyObject *args) {
     const Py_ssize_t RL = sizeof REC - 1;
     Py_ssize_t cell_start[MAX_COLS], cell_len[MAX_COLS], tok_start[MAX_COLS];
 
+    Py_ssize_t ncols = 0, first_member = 0;
+    const char *kinds = NULL;
+    pg_slow = rare_control = 0;
     while (n && (s[n - 1] == '\r' || s[n - 1] == ' ')) n--; /* (a CRLF line end) */
     if (n < HL + RL + 2 || memcmp(s, HEAD, (size_t)HL)) goto none;
     Py_ssize_t i = HL, name_start = HL;
@@ -385,14 +398,18 @@ static PyObject *row(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(plan, "O!O!Si", &PyTuple_Type, &members, &PyTuple_Type, &keyidx,
                           &kindbytes, &style))
         goto done;
-    Py_ssize_t ncols = PyTuple_GET_SIZE(members);
+    ncols = PyTuple_GET_SIZE(members);
     if (ncols < 1 || ncols > MAX_COLS || PyBytes_GET_SIZE(kindbytes) != ncols) goto none;
     if (!utf8_ok((const unsigned char *)s, n)) goto none;
-    const char *kinds = PyBytes_AS_STRING(kindbytes);
+    kinds = PyBytes_AS_STRING(kindbytes);
+    i += RL;
+    first_member = i;
+    Py_ssize_t hint, seen;
+again:
     for (Py_ssize_t c = 0; c < ncols; c++) cell_start[c] = -1;
     scratch.len = 0;
-    i += RL;
-    Py_ssize_t hint = 0, seen = 0;
+    i = first_member;
+    hint = seen = 0;
     if (i < n && s[i] == '}') goto members_done;
     for (;;) {
         /* member name: try the column after the previous one first */
@@ -501,6 +518,10 @@ members_done:
     Py_DECREF(version);
     goto done;
 none:
+    if (rare_control && !pg_slow && style == 0) { /* the renderer's exact path, see pg_slow */
+        pg_slow = 1;
+        goto again;
+    }
     result = Py_NewRef(Py_None);
 done:
     Py_XDECREF(stream);
