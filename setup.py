@@ -14,12 +14,16 @@ setup(
         Extension(
             "tap_canvas_data2._transcode",
             ["tap_canvas_data2/_transcode.c"],
+            include_dirs=["csrc"],
+            depends=["csrc/utf8.h"],
             optional=True,
             extra_compile_args=["-O2"],
         ),
         Extension(
             "target_dap_sql._rows",
             ["target_dap_sql/_rows.c"],
+            include_dirs=["csrc"],
+            depends=["csrc/utf8.h"],
             optional=True,
             extra_compile_args=["-O2"],
         ),

@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 enum { K_INT = 0, K_FLOAT = 1, K_BOOL = 2, K_STR = 3, K_JSON = 4 };
 
 typedef struct {
@@ -57,58 +59,30 @@ static inline void put(Buf *b, const char *s, size_t n) {
     b->len += n;
 }
 
-/* Whole block is valid UTF-8 (the generic parser decodes it strictly). */
-static int valid_utf8(const unsigned char *s, Py_ssize_t n) {
-    Py_ssize_t i = 0;
-    while (i < n) {
-        if (i + 8 <= n) {
-            unsigned long long w;
-            memcpy(&w, s + i, 8);
-            if (!(w & 0x8080808080808080ULL)) { i += 8; continue; }
-        }
-        unsigned char c = s[i];
-        if (c < 0x80) { i++; continue; }
-        int need;
-        unsigned int cp;
-        if (c >= 0xC2 && c <= 0xDF) { need = 1; cp = c & 0x1F; }
-        else if (c >= 0xE0 && c <= 0xEF) { need = 2; cp = c & 0x0F; }
-        else if (c >= 0xF0 && c <= 0xF4) { need = 3; cp = c & 0x07; }
-        else return 0;
-        if (i + need >= n) return 0;
-        for (int k = 1; k <= need; k++) {
-            unsigned char d = s[i + k];
-            if ((d & 0xC0) != 0x80) return 0;
-            cp = (cp << 6) | (d & 0x3F);
-        }
-        if (need == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return 0;
-        if (need == 3 && (cp < 0x10000 || cp > 0x10FFFF)) return 0;
-        i += need + 1;
-    }
-    return 1;
-}
-
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
-/* -?(0|[1-9][0-9]*) */
-static int json_int(const char *s, Py_ssize_t n) {
+/* The end of -?(0|[1-9][0-9]*) at the start of s[0:n], or 0 when there is none. */
+static Py_ssize_t int_part(const char *s, Py_ssize_t n) {
     Py_ssize_t i = 0;
     if (i < n && s[i] == '-') i++;
     if (i >= n) return 0;
     if (s[i] == '0') i++;
     else if (s[i] >= '1' && s[i] <= '9') { while (i < n && is_digit(s[i])) i++; }
     else return 0;
-    return i == n;
+    return i;
+}
+
+/* -?(0|[1-9][0-9]*) */
+static int json_int(const char *s, Py_ssize_t n) {
+    Py_ssize_t i = int_part(s, n);
+    return i && i == n;
 }
 
 /* a JSON number: 1 = as it is; 2 = beyond a double (1e400: the parser's float() makes it
  * inf, which orjson writes as null); 0 = not a JSON number */
 static int json_number(const char *s, Py_ssize_t n) {
-    Py_ssize_t i = 0;
-    if (i < n && s[i] == '-') i++;
-    if (i >= n) return 0;
-    if (s[i] == '0') i++;
-    else if (s[i] >= '1' && s[i] <= '9') { while (i < n && is_digit(s[i])) i++; }
-    else return 0;
+    Py_ssize_t i = int_part(s, n);
+    if (!i) return 0;
     if (i < n && s[i] == '.') {
         i++;
         Py_ssize_t d = i;
@@ -299,7 +273,7 @@ static PyObject *transcode(PyObject *self, PyObject *args) {
     fs = PyMem_Malloc(sizeof(char *) * (size_t)ncols);
     fl = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)ncols);
     if (!fs || !fl) { PyErr_NoMemory(); goto done; }
-    if (!valid_utf8((const unsigned char *)p, n)) { result = Py_NewRef(Py_None); goto done; }
+    if (!utf8_valid((const unsigned char *)p, n)) { result = Py_NewRef(Py_None); goto done; }
 
     Py_ssize_t pos = 0, row = 0;
     while (pos <= n) {

@@ -29,6 +29,8 @@
 #include <Python.h>
 #include <string.h>
 
+#include "utf8.h"
+
 #define MAX_COLS 1600
 
 typedef struct {
@@ -50,35 +52,6 @@ static int reserve(Buf *b, size_t extra) {
 static Buf scratch = {NULL, 0, 0}; /* cells in record order (the GIL guards it) */
 static Buf rowbuf = {NULL, 0, 0};
 static Buf keybuf = {NULL, 0, 0};
-
-static int utf8_ok(const unsigned char *s, Py_ssize_t n) {
-    Py_ssize_t i = 0;
-    while (i < n) {
-        if (i + 8 <= n) {
-            unsigned long long w;
-            memcpy(&w, s + i, 8);
-            if (!(w & 0x8080808080808080ULL)) { i += 8; continue; }
-        }
-        unsigned char c = s[i];
-        if (c < 0x80) { i++; continue; }
-        int need;
-        unsigned int cp;
-        if (c >= 0xC2 && c <= 0xDF) { need = 1; cp = c & 0x1F; }
-        else if (c >= 0xE0 && c <= 0xEF) { need = 2; cp = c & 0x0F; }
-        else if (c >= 0xF0 && c <= 0xF4) { need = 3; cp = c & 0x07; }
-        else return 0;
-        if (i + need >= n) return 0;
-        for (int k = 1; k <= need; k++) {
-            unsigned char d = s[i + k];
-            if ((d & 0xC0) != 0x80) return 0;
-            cp = (cp << 6) | (d & 0x3F);
-        }
-        if (need == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return 0;
-        if (need == 3 && (cp < 0x10000 || cp > 0x10FFFF)) return 0;
-        i += need + 1;
-    }
-    return 1;
-}
 
 static int hexval(char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -400,7 +373,7 @@ static PyObject *row(PyObject *self, PyObject *args) {
         goto done;
     ncols = PyTuple_GET_SIZE(members);
     if (ncols < 1 || ncols > MAX_COLS || PyBytes_GET_SIZE(kindbytes) != ncols) goto none;
-    if (!utf8_ok((const unsigned char *)s, n)) goto none;
+    if (!utf8_valid((const unsigned char *)s, n)) goto none;
     kinds = PyBytes_AS_STRING(kindbytes);
     i += RL;
     first_member = i;
