@@ -9,23 +9,12 @@ paths run instead (same output, slower).
 
 from setuptools import Extension, setup
 
-setup(
-    ext_modules=[
-        Extension(
-            "tap_canvas_data2._transcode",
-            ["tap_canvas_data2/_transcode.c"],
-            include_dirs=["csrc"],
-            depends=["csrc/utf8.h"],
-            optional=True,
-            extra_compile_args=["-O2"],
-        ),
-        Extension(
-            "target_dap_sql._rows",
-            ["target_dap_sql/_rows.c"],
-            include_dirs=["csrc"],
-            depends=["csrc/utf8.h"],
-            optional=True,
-            extra_compile_args=["-O2"],
-        ),
-    ]
-)
+
+def _speedup(module: str) -> Extension:
+    """An optional C extension ``package._name`` built from ``package/_name.c``."""
+    return Extension(module, [module.replace(".", "/") + ".c"], include_dirs=["csrc"],
+                     depends=["csrc/buf.h", "csrc/utf8.h"], optional=True,
+                     extra_compile_args=["-O2"])
+
+
+setup(ext_modules=[_speedup("tap_canvas_data2._transcode"), _speedup("target_dap_sql._rows")])

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "utf8.h"
 
 enum { K_INT = 0, K_FLOAT = 1, K_BOOL = 2, K_STR = 3, K_JSON = 4 };
@@ -37,27 +38,6 @@ typedef struct {
     int kind;
     Py_ssize_t json; /* index into json_values for K_JSON */
 } Column;
-
-typedef struct {
-    char *p;
-    size_t len, cap;
-} Buf;
-
-static int buf_reserve(Buf *b, size_t extra) {
-    if (b->len + extra <= b->cap) return 0;
-    size_t cap = b->cap ? b->cap : 1 << 16;
-    while (cap < b->len + extra) cap *= 2;
-    char *p = PyMem_Realloc(b->p, cap);
-    if (!p) return -1;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-static inline void put(Buf *b, const char *s, size_t n) {
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
 
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -123,38 +103,38 @@ static int put_string(Buf *b, const char *s, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\') continue;
-        put(b, s + run, (size_t)(i - run));
+        buf_put(b, s + run, (size_t)(i - run));
         if (c == '\\') {
             if (++i >= n) return 0;
             switch (s[i]) {
-            case '\\': put(b, "\\\\", 2); break;
-            case 't': put(b, "\\t", 2); break;
-            case 'n': put(b, "\\n", 2); break;
-            case 'r': put(b, "\\r", 2); break;
-            case 'b': put(b, "\\b", 2); break;
-            case 'f': put(b, "\\f", 2); break;
-            case 'v': put(b, "\\u000b", 6); break;
-            case '0': put(b, "\\u0000", 6); break;
+            case '\\': buf_put(b, "\\\\", 2); break;
+            case 't': buf_put(b, "\\t", 2); break;
+            case 'n': buf_put(b, "\\n", 2); break;
+            case 'r': buf_put(b, "\\r", 2); break;
+            case 'b': buf_put(b, "\\b", 2); break;
+            case 'f': buf_put(b, "\\f", 2); break;
+            case 'v': buf_put(b, "\\u000b", 6); break;
+            case '0': buf_put(b, "\\u0000", 6); break;
             default: return 0;
             }
         } else if (c == '"') {
-            put(b, "\\\"", 2);
+            buf_put(b, "\\\"", 2);
         } else {
             switch (c) {
-            case '\b': put(b, "\\b", 2); break;
-            case '\f': put(b, "\\f", 2); break;
-            case '\n': put(b, "\\n", 2); break;
-            case '\r': put(b, "\\r", 2); break;
-            case '\t': put(b, "\\t", 2); break;
+            case '\b': buf_put(b, "\\b", 2); break;
+            case '\f': buf_put(b, "\\f", 2); break;
+            case '\n': buf_put(b, "\\n", 2); break;
+            case '\r': buf_put(b, "\\r", 2); break;
+            case '\t': buf_put(b, "\\t", 2); break;
             default: {
                 char u[6] = {'\\', 'u', '0', '0', HEX[c >> 4], HEX[c & 15]};
-                put(b, u, 6);
+                buf_put(b, u, 6);
             }
             }
         }
         run = i + 1;
     }
-    put(b, s + run, (size_t)(n - run));
+    buf_put(b, s + run, (size_t)(n - run));
     b->p[b->len++] = '"';
     return 1;
 }
@@ -197,28 +177,28 @@ static int put_members(Buf *b, const Column *cols, Py_ssize_t ncol, const char *
         const char *s = c->field >= 0 ? fs[c->field] : NULL;
         Py_ssize_t n = c->field >= 0 ? fl[c->field] : 0;
         if (buf_reserve(b, (size_t)c->prefix_len + 6 * (size_t)n + 8) < 0) return -1;
-        put(b, c->prefix, (size_t)c->prefix_len);
+        buf_put(b, c->prefix, (size_t)c->prefix_len);
         if (!s || (n == 2 && s[0] == '\\' && s[1] == 'N')) {
-            put(b, "null", 4);
+            buf_put(b, "null", 4);
             continue;
         }
         switch (c->kind) {
         case K_INT:
             if (!json_int(s, n)) return 0;
-            put(b, s, (size_t)n);
+            buf_put(b, s, (size_t)n);
             break;
         case K_FLOAT:
             switch (json_number(s, n)) {
-            case 1: put(b, s, (size_t)n); break;
-            case 2: put(b, "null", 4); break;
+            case 1: buf_put(b, s, (size_t)n); break;
+            case 2: buf_put(b, "null", 4); break;
             default:
-                if (non_finite(s, n)) put(b, "null", 4);
+                if (non_finite(s, n)) buf_put(b, "null", 4);
                 else return 0;
             }
             break;
         case K_BOOL:
             if ((n == 4 && !memcmp(s, "true", 4)) || (n == 5 && !memcmp(s, "false", 5)))
-                put(b, s, (size_t)n);
+                buf_put(b, s, (size_t)n);
             else return 0;
             break;
         case K_STR:
@@ -231,7 +211,7 @@ static int put_members(Buf *b, const Column *cols, Py_ssize_t ncol, const char *
             const char *ts = PyUnicode_AsUTF8AndSize(text, &tn);
             if (!ts) return -1;
             if (buf_reserve(b, (size_t)tn + 8) < 0) return -1;
-            put(b, ts, (size_t)tn);
+            buf_put(b, ts, (size_t)tn);
         }
         }
     }
@@ -300,14 +280,14 @@ static PyObject *transcode(PyObject *self, PyObject *args) {
                 goto done;
             }
         }
-        if (buf_reserve(&b, (size_t)(head_len + tail_len) + 1) < 0) { PyErr_NoMemory(); goto done; }
-        put(&b, head, (size_t)head_len);
+        if (buf_reserve(&b, (size_t)(head_len + tail_len) + 1) < 0) goto done;
+        buf_put(&b, head, (size_t)head_len);
         int ok = del ? put_members(&b, dels, ndel, fs, fl, json_values, row)
                      : put_members(&b, cols, ncol, fs, fl, json_values, row);
         if (ok < 0) { if (!PyErr_Occurred()) PyErr_NoMemory(); goto done; }
         if (ok == 0) { result = Py_NewRef(Py_None); goto done; }
-        if (buf_reserve(&b, (size_t)tail_len + 1) < 0) { PyErr_NoMemory(); goto done; }
-        put(&b, tail, (size_t)tail_len);
+        if (buf_reserve(&b, (size_t)tail_len + 1) < 0) goto done;
+        buf_put(&b, tail, (size_t)tail_len);
         b.p[b.len++] = '\n';
         if (del) deletes++; else upserts++;
         row++;

@@ -372,8 +372,9 @@ def _numbers(joined: str, kind: str, regex: re.Pattern) -> bool:
 
     orjson parses the column as one array in C (several times faster than the regex); it
     accepts only JSON number tokens, so an array of int/float/None without whitespace (which
-    JSON allows between tokens) passes the regex too. Anything else is left to the regex
-    (e.g. 1e400 or an integer beyond 64 bits, which orjson refuses or reads as a float).
+    JSON allows between tokens) passes the regex too. Anything else is left to the regex:
+    floats with an exponent (1e400 must become null, as the parser writes it) and integers
+    beyond 64 bits (orjson reads them as floats).
     """
     if " " not in joined and "\r" not in joined and (kind == "int" or not (
             "e" in joined or "E" in joined)):

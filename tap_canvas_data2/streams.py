@@ -59,6 +59,8 @@ class _Progress:
                  if objects_done is not None else f", {self.n_objects} objects")
         self.logger.info("%s: %d rows so far%s, %.0f rows/s", self.name, rows, where,
                          rows / (now - self.started))
+
+
 _row_of = itemgetter(2)
 _action_of = itemgetter(0)
 

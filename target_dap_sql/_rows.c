@@ -29,25 +29,10 @@
 #include <Python.h>
 #include <string.h>
 
+#include "buf.h"
 #include "utf8.h"
 
 #define MAX_COLS 1600
-
-typedef struct {
-    char *p;
-    size_t len, cap;
-} Buf;
-
-static int reserve(Buf *b, size_t extra) {
-    if (b->len + extra <= b->cap) return 0;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + extra) cap *= 2;
-    char *p = PyMem_Realloc(b->p, cap);
-    if (!p) { PyErr_NoMemory(); return -1; }
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
 
 static Buf scratch = {NULL, 0, 0}; /* cells in record order (the GIL guards it) */
 static Buf rowbuf = {NULL, 0, 0};
@@ -112,7 +97,7 @@ static int put_ascii(Buf *out, int ch, int mode) {
  * 0 = not taken (see put_ascii; lone surrogates; raw control characters = invalid JSON). */
 static int json_string(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out, int mode) {
     Py_ssize_t j = *i + 1;
-    if (reserve(out, (size_t)(2 * (n - j) + 2)) < 0) return -1;
+    if (buf_reserve(out, (size_t)(2 * (n - j) + 2)) < 0) return -1;
     if (mode == PG) out->p[out->len++] = '"';
     for (;;) {
         Py_ssize_t run = j;
@@ -215,11 +200,11 @@ static int json_number(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out, int
                                                         : "9223372036854775807", 19) > 0)
             return 0; /* beyond int64 */
         if (neg && int_end - start == 2 && s[start + 1] == '0') { /* -0 is the int 0 */
-            if (reserve(out, 1) < 0) return -1;
+            if (buf_reserve(out, 1) < 0) return -1;
             out->p[out->len++] = '0';
             return 1;
         }
-        if (reserve(out, (size_t)(j - start)) < 0) return -1;
+        if (buf_reserve(out, (size_t)(j - start)) < 0) return -1;
         memcpy(out->p + out->len, s + start, (size_t)(j - start));
         out->len += (size_t)(j - start);
         return 1;
@@ -255,7 +240,7 @@ static int json_number(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out, int
         memmove(e + 2, e + 3, strlen(e + 3) + 1);
     }
     size_t len = strlen(t);
-    if (reserve(out, len) < 0) { PyMem_Free(text); return -1; }
+    if (buf_reserve(out, len) < 0) { PyMem_Free(text); return -1; }
     memcpy(out->p + out->len, t, len);
     out->len += len;
     PyMem_Free(text);
@@ -268,7 +253,7 @@ static int literal(const char *s, Py_ssize_t n, Py_ssize_t i, const char *lit) {
 }
 
 static int put_text(Buf *out, const char *t, size_t len) {
-    if (reserve(out, len) < 0) return -1;
+    if (buf_reserve(out, len) < 0) return -1;
     memcpy(out->p + out->len, t, len);
     out->len += len;
     return 1;
@@ -459,7 +444,7 @@ members_done:
             keybuf.len = 0;
             int r = json_number(s, n, &t, &keybuf, 1);
             if (r != 1) { Py_DECREF(parts); Py_DECREF(version); if (r < 0) goto done; goto none; }
-            if (reserve(&keybuf, 1) < 0) { Py_DECREF(parts); Py_DECREF(version); goto done; }
+            if (buf_reserve(&keybuf, 1) < 0) { Py_DECREF(parts); Py_DECREF(version); goto done; }
             keybuf.p[keybuf.len] = 0;
             kv = PyLong_FromString(keybuf.p, NULL, 10);
         } else {
@@ -477,7 +462,7 @@ members_done:
     }
     /* the row: cells in column order */
     rowbuf.len = 0;
-    if (reserve(&rowbuf, scratch.len + (size_t)ncols) < 0) { Py_DECREF(version); goto done; }
+    if (buf_reserve(&rowbuf, scratch.len + (size_t)ncols) < 0) { Py_DECREF(version); goto done; }
     char sep = style == 1 ? '\t' : ',';
     for (Py_ssize_t c = 0; c < ncols; c++) {
         if (c) rowbuf.p[rowbuf.len++] = sep;

@@ -30,7 +30,7 @@ import orjson
 
 from target_dap_sql import meta
 from target_dap_sql.ddl import TableDef, table_def_from_schema
-from target_dap_sql.dialects.base import Dialect, Renderer, Snapshot, first_line
+from target_dap_sql.dialects.base import DELETED_AT, Dialect, Renderer, Snapshot, first_line
 from target_dap_sql.errors import BadRecord, MalformedInput, RejectedByDatabase, TargetError
 
 try:  # the C record path (setup.py builds it when a compiler is at hand)
@@ -189,7 +189,7 @@ class Loader:
                     if version is not None and (st.snapshot is None
                                                 or st.snapshot.version != version):
                         self._begin_snapshot(st, version)
-                    if rec.get("_sdc_deleted_at"):
+                    if rec.get(DELETED_AT):
                         st.rows[st.renderer.key_of(rec)] = None
                     else:
                         key, row = (st.renderer.slow if slow and st.renderer.slow

@@ -13,11 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from target_dap_sql.connection import ConnectionInfo
 from target_dap_sql.ddl import ColType, Column, TableDef, col_type, shorten_identifier
 from target_dap_sql.errors import SchemaError
 
 log = logging.getLogger("target_dap_sql")
+
+#: the property that marks a RECORD as a delete (the tap's wire contract)
+DELETED_AT = "_sdc_deleted_at"
 
 
 @dataclass
@@ -236,9 +241,21 @@ class Dialect:
         """Row renderer for ``tdef``."""
         raise NotImplementedError
 
-    def copy_plan(self, tdef: TableDef) -> tuple | None:
-        """The table's plan for the C record path (``_pgrows``), or None (renderer only)."""
+    #: load-row format of the C record path (``target_dap_sql._rows``): 0 COPY csv, 1 LOAD DATA
+    row_style = 0
+
+    def row_kinds(self, tdef: TableDef) -> bytes | None:
+        """One ``_rows.c`` kind code per column, or None: this table has no C record path."""
         return None
+
+    def copy_plan(self, tdef: TableDef) -> tuple | None:
+        """The table's plan for the C record path (``target_dap_sql._rows``), or None."""
+        names = tdef.column_names
+        kinds = self.row_kinds(tdef)
+        if kinds is None or DELETED_AT in names:  # (a delete marker that is also a column)
+            return None
+        members = tuple(orjson.dumps(name) + b":" for name in names)
+        return members, tuple(names.index(k) for k in tdef.key), kinds, self.row_style
 
     def load_batch(self, tdef: TableDef, rows: dict, snapshot: Snapshot | None) -> BatchResult:
         """Apply one batch (``key -> row``, ``None`` row = delete); transaction left open."""

@@ -418,16 +418,13 @@ def escaped(parts, v, nulls):
 
         return Renderer(render=render, key_of=key_of, slow=render)
 
-    def copy_plan(self, tdef: TableDef) -> tuple | None:
-        """The table's plan for the C record path (``target_dap_sql._rows``, LOAD DATA text);
-        the same conversions as ``_tsv_renderer`` for the kinds it takes."""
-        names = tdef.column_names
-        if not getattr(self, "local_infile", False) or "_sdc_deleted_at" in names:
+    row_style = 1
+
+    def row_kinds(self, tdef: TableDef) -> bytes | None:
+        """The same conversions as ``_tsv_renderer`` for the kinds ``_rows.c`` takes."""
+        if not getattr(self, "local_infile", False):  # INSERT statements instead
             return None
-        members = tuple(orjson.dumps(name) + b":" for name in names)
-        key = tuple(names.index(k) for k in tdef.key)
-        kinds = b"".join(_ROW_KINDS.get(c.type.kind, b"x") for c in tdef.columns)
-        return members, key, kinds, 1
+        return b"".join(_ROW_KINDS.get(c.type.kind, b"x") for c in tdef.columns)
 
     def _key_literals(self, tdef: TableDef, keys: list) -> list[str]:
         convs = [self._converter(tdef, tdef.column(k)) for k in tdef.key]

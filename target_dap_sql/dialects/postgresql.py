@@ -377,16 +377,9 @@ class PostgreSQLDialect(Dialect):
 
         return Renderer(render=render, key_of=key_of, slow=slow)
 
-    def copy_plan(self, tdef: TableDef) -> tuple | None:
-        """The table's plan for the C record path (``target_dap_sql._rows``, COPY csv)."""
-        names = tdef.column_names
-        if "_sdc_deleted_at" in names:  # a delete marker that is also a column: Python path
-            return None
-        members = tuple(orjson.dumps(name) + b":" for name in names)
-        key = tuple(names.index(k) for k in tdef.key)
+    def row_kinds(self, tdef: TableDef) -> bytes:
         # 'x': nested JSON and arrays get the renderer's own text (null / strings only in C)
-        kinds = b"".join(b"x" if c.type.kind in ("json", "array") else b"p" for c in tdef.columns)
-        return members, key, kinds, 0
+        return b"".join(b"x" if c.type.kind in ("json", "array") else b"p" for c in tdef.columns)
 
     def _key_csv(self, tdef: TableDef, keys: list) -> bytes:
         lines = []
