@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -48,9 +49,11 @@ def serve(args: argparse.Namespace) -> int:
     # no quoting needed: '#' inside a word is not a shell comment
     line = " ".join(f"{k}={v}" for k, v in sb.env().items())
     print(line, flush=True)
-    if args.ready_file:
-        with open(args.ready_file, "w", encoding="utf-8") as f:
+    if args.ready_file:  # written whole, then renamed: whoever sees the file can read it
+        partial = args.ready_file + ".partial"
+        with open(partial, "w", encoding="utf-8") as f:
             f.write(json.dumps(sb.env()) + "\n")
+        os.replace(partial, args.ready_file)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
