@@ -50,7 +50,10 @@ class SQLiteDialect(Dialect):
 
     def connect(self) -> None:
         try:
-            self.conn = sqlite3.connect(self.info.path, isolation_level=None)
+            # the loader's background flush uses the connection from its own thread, never
+            # at the same time as the main thread (Loader.wait), so sharing it is safe
+            self.conn = sqlite3.connect(self.info.path, isolation_level=None,
+                                        check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:

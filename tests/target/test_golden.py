@@ -113,8 +113,11 @@ def test_empty_replacement_snapshot_empties_table(db_url, tmp_path):
         db.close()
 
 
-def test_hard_values(db_url, tmp_path):
-    result = run_target(db_url, tmp_path, "hard_values")
+@pytest.mark.parametrize("batch", [None, 2], ids=["one-batch", "batches-of-2"])
+def test_hard_values(db_url, tmp_path, batch):
+    # batches of 2: every full batch is flushed by the background thread
+    result = run_target(db_url, tmp_path, "hard_values",
+                        config={"batch_size_rows": batch} if batch else None)
     _ok(result)
     _check_rows(db_url, ("hard_values",), schema_props("hard_values"))
 

@@ -1,0 +1,37 @@
+"""Keep a long run's memory flat: a fixed glibc mmap threshold.
+
+glibc raises its mmap threshold each time a large block (a 1 MiB read, a joined batch) is
+freed, up to 32 MiB; from then on such blocks come from the heap, interleaved with small
+long-lived objects, and the heap keeps the holes. Peak RSS then grows with the number of
+batches: measured on a 1,000,000-row submissions load, the target grew from 124 to 141 MB
+(PostgreSQL) and 96 to 117 MB (MariaDB) against 100,000 rows. With the threshold fixed at
+256 KiB (what ``MALLOC_MMAP_THRESHOLD_=262144`` does) big blocks are always mapped and
+returned on free: 120 -> 123 MB and 91 -> 94 MB, at no measurable CPU cost.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+_M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
+MMAP_THRESHOLD_BYTES = 256 * 1024
+
+
+def steady_heap() -> bool:
+    """Fix the mmap threshold (glibc only; elsewhere, or when the user set one, nothing).
+
+    Returns True when the setting was applied.
+    """
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or "mmap_threshold" in os.environ.get(
+            "GLIBC_TUNABLES", ""):
+        return False  # the user's own choice wins
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
