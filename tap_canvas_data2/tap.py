@@ -161,10 +161,7 @@ class TapCanvasData2(Tap):
     def get_singer_command(cls) -> t.Any:
         """The SDK command, with every failure as one stderr line and exit code 1."""
         from tap_canvas_data2._cli import one_line_command  # noqa: PLC0415
-        from tap_canvas_data2._heap import steady_heap  # noqa: PLC0415
         from tap_canvas_data2.api.errors import DAPError  # noqa: PLC0415
-
-        steady_heap()
 
         return one_line_command(super().get_singer_command(), expected=(DAPError,))
 

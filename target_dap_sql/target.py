@@ -17,6 +17,7 @@ from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabiliti
 from target_dap_sql.connection import parse_connection_string, resolve_connection_string
 from target_dap_sql.dialects import Settings, make_dialect
 from target_dap_sql.errors import TargetError
+from target_dap_sql.heap import steady_heap
 from target_dap_sql.loading import Loader
 
 
@@ -55,7 +56,6 @@ class TargetDapSql(Target):
     def get_singer_command(cls) -> Any:
         """The SDK command, with every failure as one stderr line and exit code 1."""
         from tap_canvas_data2._cli import one_line_command  # noqa: PLC0415
-        from tap_canvas_data2._heap import steady_heap  # noqa: PLC0415
 
         steady_heap()
         return one_line_command(super().get_singer_command(), expected=(TargetError,))

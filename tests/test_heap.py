@@ -1,4 +1,4 @@
-"""The fixed mmap threshold that keeps peak RSS flat over long runs (tap and target)."""
+"""The fixed mmap threshold that keeps the target's peak RSS flat over long runs."""
 
 from __future__ import annotations
 
@@ -23,11 +23,8 @@ PROBE = textwrap.dedent("""
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     how = sys.argv[1]
     if how == "steady":
-        from tap_canvas_data2._heap import steady_heap
+        from target_dap_sql.heap import steady_heap
         print(steady_heap())
-    elif how == "tap":
-        from tap_canvas_data2.tap import TapCanvasData2
-        TapCanvasData2.get_singer_command()
     elif how == "target":
         from target_dap_sql.target import TargetDapSql
         TargetDapSql.get_singer_command()
@@ -54,7 +51,7 @@ def test_default_glibc_keeps_the_freed_blocks() -> None:
     assert int(_returned_mb("none")[-1]) < 20
 
 
-@pytest.mark.parametrize("how", ["steady", "tap", "target"])
+@pytest.mark.parametrize("how", ["steady", "target"])
 def test_fixed_threshold_returns_freed_blocks(how: str) -> None:
     out = _returned_mb(how)
     if how == "steady":
