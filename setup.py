@@ -13,7 +13,7 @@ from setuptools import Extension, setup
 def _speedup(module: str) -> Extension:
     """An optional C extension ``package._name`` built from ``package/_name.c``."""
     return Extension(module, [module.replace(".", "/") + ".c"], include_dirs=["csrc"],
-                     depends=["csrc/buf.h", "csrc/utf8.h"], optional=True,
+                     depends=["csrc/buf.h", "csrc/jsonnum.h", "csrc/utf8.h"], optional=True,
                      extra_compile_args=["-O2"])
 
 

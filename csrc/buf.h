@@ -33,4 +33,11 @@ static inline void buf_put(Buf *b, const char *s, size_t n) {
     b->len += n;
 }
 
+/* Append n bytes, growing the buffer: 0, or -1 with MemoryError set. */
+static inline int buf_add(Buf *b, const char *s, size_t n) {
+    if (buf_reserve(b, n) < 0) return -1;
+    buf_put(b, s, n);
+    return 0;
+}
+
 #endif

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "jsonnum.h"
 #include "utf8.h"
 
 enum { K_INT = 0, K_FLOAT = 1, K_BOOL = 2, K_STR = 3, K_JSON = 4 };
@@ -39,51 +40,25 @@ typedef struct {
     Py_ssize_t json; /* index into json_values for K_JSON */
 } Column;
 
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
-
-/* The end of -?(0|[1-9][0-9]*) at the start of s[0:n], or 0 when there is none. */
-static Py_ssize_t int_part(const char *s, Py_ssize_t n) {
-    Py_ssize_t i = 0;
-    if (i < n && s[i] == '-') i++;
-    if (i >= n) return 0;
-    if (s[i] == '0') i++;
-    else if (s[i] >= '1' && s[i] <= '9') { while (i < n && is_digit(s[i])) i++; }
-    else return 0;
-    return i;
-}
-
 /* -?(0|[1-9][0-9]*) */
 static int json_int(const char *s, Py_ssize_t n) {
-    Py_ssize_t i = int_part(s, n);
-    return i && i == n;
+    JsonNumber m;
+    return json_number_scan(s, n, &m) && !m.is_float && m.end == n;
 }
 
 /* a JSON number: 1 = as it is; 2 = beyond a double (1e400: the parser's float() makes it
  * inf, which orjson writes as null); 0 = not a JSON number */
 static int json_number(const char *s, Py_ssize_t n) {
-    Py_ssize_t i = int_part(s, n);
-    if (!i) return 0;
-    if (i < n && s[i] == '.') {
-        i++;
-        Py_ssize_t d = i;
-        while (i < n && is_digit(s[i])) i++;
-        if (i == d) return 0;
+    JsonNumber m;
+    if (!json_number_scan(s, n, &m) || m.end != n) return 0;
+    if (m.exp_digits > 2) { /* large exponent: does it overflow? */
+        char tmp[64];
+        if (n >= (Py_ssize_t)sizeof tmp) return 0;
+        memcpy(tmp, s, (size_t)n);
+        tmp[n] = 0;
+        return isinf(strtod(tmp, NULL)) ? 2 : 1;
     }
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        if (i < n && (s[i] == '+' || s[i] == '-')) i++;
-        Py_ssize_t d = i;
-        while (i < n && is_digit(s[i])) i++;
-        if (i == d) return 0;
-        if (i == n && i - d > 2) { /* large exponent: does it overflow? */
-            char tmp[64];
-            if (n >= (Py_ssize_t)sizeof tmp) return 0;
-            memcpy(tmp, s, (size_t)n);
-            tmp[n] = 0;
-            return isinf(strtod(tmp, NULL)) ? 2 : 1;
-        }
-    }
-    return i == n;
+    return 1;
 }
 
 /* NaN / Infinity spellings Python's float() takes (orjson writes them as null) */

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "jsonnum.h"
 #include "utf8.h"
 
 #define MAX_COLS 1600
@@ -106,8 +107,7 @@ static int json_string(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out, int
             if (c == '"' || c == '\\' || c < 0x20) break;
             j++;
         }
-        memcpy(out->p + out->len, s + run, (size_t)(j - run));
-        out->len += (size_t)(j - run);
+        buf_put(out, s + run, (size_t)(j - run));
         if (j >= n) return 0;
         unsigned char c = (unsigned char)s[j];
         if (c == '"') break;
@@ -169,45 +169,21 @@ static int json_string(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out, int
 /* A JSON number at s[*i]: 1 = integer (canonical text appended), 2 = float (appended as
  * orjson writes it, or as Python's repr() with repr_text), 0 = not taken. */
 static int json_number(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out, int repr_text) {
-    Py_ssize_t j = *i, start = j;
-    int neg = 0, frac = 0;
-    if (s[j] == '-') { neg = 1; j++; }
-    if (j >= n) return 0;
-    if (s[j] == '0') j++;
-    else if (s[j] >= '1' && s[j] <= '9') { while (j < n && s[j] >= '0' && s[j] <= '9') j++; }
-    else return 0;
-    Py_ssize_t int_end = j;
-    if (j < n && s[j] == '.') {
-        j++;
-        Py_ssize_t d = j;
-        while (j < n && s[j] >= '0' && s[j] <= '9') j++;
-        if (j == d) return 0;
-        frac = 1;
-    }
-    if (j < n && (s[j] == 'e' || s[j] == 'E')) {
-        j++;
-        if (j < n && (s[j] == '+' || s[j] == '-')) j++;
-        Py_ssize_t d = j;
-        while (j < n && s[j] >= '0' && s[j] <= '9') j++;
-        if (j == d) return 0;
-        frac = 1;
-    }
+    Py_ssize_t start = *i;
+    JsonNumber m;
+    if (!json_number_scan(s + start, n - start, &m)) return 0;
+    Py_ssize_t j = start + m.end;
     *i = j;
-    if (!frac) {
-        Py_ssize_t digits = int_end - start - neg;
+    if (!m.is_float) {
+        int neg = s[start] == '-';
+        Py_ssize_t digits = m.int_end - neg;
         if (digits > 19) return 0; /* orjson's own rules (u64, then float) */
         if (digits == 19 && memcmp(s + start + neg, neg ? "9223372036854775808"
                                                         : "9223372036854775807", 19) > 0)
             return 0; /* beyond int64 */
-        if (neg && int_end - start == 2 && s[start + 1] == '0') { /* -0 is the int 0 */
-            if (buf_reserve(out, 1) < 0) return -1;
-            out->p[out->len++] = '0';
-            return 1;
-        }
-        if (buf_reserve(out, (size_t)(j - start)) < 0) return -1;
-        memcpy(out->p + out->len, s + start, (size_t)(j - start));
-        out->len += (size_t)(j - start);
-        return 1;
+        if (neg && m.int_end == 2 && s[start + 1] == '0') /* -0 is the int 0 */
+            return buf_add(out, "0", 1) < 0 ? -1 : 1;
+        return buf_add(out, s + start, (size_t)m.end) < 0 ? -1 : 1;
     }
     char tmp[64];
     if (j - start >= (Py_ssize_t)sizeof tmp) return 0;
@@ -239,12 +215,9 @@ static int json_number(const char *s, Py_ssize_t n, Py_ssize_t *i, Buf *out, int
     } else if (e && e[2] == '0') { /* e-07 -> e-7 */
         memmove(e + 2, e + 3, strlen(e + 3) + 1);
     }
-    size_t len = strlen(t);
-    if (buf_reserve(out, len) < 0) { PyMem_Free(text); return -1; }
-    memcpy(out->p + out->len, t, len);
-    out->len += len;
+    int r = buf_add(out, t, strlen(t));
     PyMem_Free(text);
-    return 2;
+    return r < 0 ? -1 : 2;
 }
 
 static int literal(const char *s, Py_ssize_t n, Py_ssize_t i, const char *lit) {
@@ -252,11 +225,9 @@ static int literal(const char *s, Py_ssize_t n, Py_ssize_t i, const char *lit) {
     return n - i >= (Py_ssize_t)ll && !memcmp(s + i, lit, ll);
 }
 
+/* A cell's fixed text: 1, or -1 with MemoryError set. */
 static int put_text(Buf *out, const char *t, size_t len) {
-    if (buf_reserve(out, len) < 0) return -1;
-    memcpy(out->p + out->len, t, len);
-    out->len += len;
-    return 1;
+    return buf_add(out, t, len) < 0 ? -1 : 1;
 }
 
 /* One value as PostgreSQL COPY csv text (the renderer: orjson.dumps of the values). */
@@ -326,13 +297,15 @@ static int my_cell(const char *s, Py_ssize_t n, Py_ssize_t *i, char kind, Buf *o
     }
 }
 
-static PyObject *row(PyObject *self, PyObject *args) {
-    Py_buffer line;
-    PyObject *plans;
-    if (!PyArg_ParseTuple(args, "y*O!", &line, &PyDict_Type, &plans)) return NULL;
-    const char *s = line.buf;
-    Py_ssize_t n = line.len;
-    PyObject *result = NULL, *stream = NULL, *key = NULL;
+static PyObject *row(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "row(line: bytes, plans: dict)");
+        return NULL;
+    }
+    const char *s = PyBytes_AS_STRING(args[0]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
+    PyObject *plans = args[1];
+    PyObject *result = NULL, *stream = NULL, *key = NULL, *rowbytes = NULL, *version = NULL;
     static const char HEAD[] = "{\"type\":\"RECORD\",\"stream\":\"";
     const Py_ssize_t HL = sizeof HEAD - 1;
     static const char REC[] = "\",\"record\":{";
@@ -341,6 +314,8 @@ static PyObject *row(PyObject *self, PyObject *args) {
 
     Py_ssize_t ncols = 0, first_member = 0;
     const char *kinds = NULL;
+    PyObject *members = NULL, *keyidx = NULL, *kindbytes = NULL;
+    long style = 0;
     pg_slow = rare_control = 0;
     while (n && (s[n - 1] == '\r' || s[n - 1] == ' ')) n--; /* (a CRLF line end) */
     if (n < HL + RL + 2 || memcmp(s, HEAD, (size_t)HL)) goto none;
@@ -351,11 +326,15 @@ static PyObject *row(PyObject *self, PyObject *args) {
     if (!stream) goto done;
     PyObject *plan = PyDict_GetItemWithError(plans, stream);
     if (!plan) { if (PyErr_Occurred()) goto done; goto none; }
-    PyObject *members, *keyidx, *kindbytes;
-    int style;
-    if (!PyArg_ParseTuple(plan, "O!O!Si", &PyTuple_Type, &members, &PyTuple_Type, &keyidx,
-                          &kindbytes, &style))
-        goto done;
+    /* (members, key, kinds, style): read directly, this runs once per record */
+    if (!PyTuple_Check(plan) || PyTuple_GET_SIZE(plan) != 4) goto bad_plan;
+    members = PyTuple_GET_ITEM(plan, 0);
+    keyidx = PyTuple_GET_ITEM(plan, 1);
+    kindbytes = PyTuple_GET_ITEM(plan, 2);
+    style = PyLong_AsLong(PyTuple_GET_ITEM(plan, 3));
+    if (!PyTuple_Check(members) || !PyTuple_Check(keyidx) || !PyBytes_Check(kindbytes) ||
+        (style != 0 && style != 1))
+        goto bad_plan;
     ncols = PyTuple_GET_SIZE(members);
     if (ncols < 1 || ncols > MAX_COLS || PyBytes_GET_SIZE(kindbytes) != ncols) goto none;
     if (!utf8_valid((const unsigned char *)s, n)) goto none;
@@ -397,85 +376,79 @@ again:
 members_done:
     if (seen != ncols) goto none; /* a missing property: the Python path fills in null */
     i++; /* the record's closing brace */
-    PyObject *version = Py_None;
-    Py_INCREF(version);
-    if (i == n - 1 && s[i] == '}') {
-        /* no version */
-    } else {
+    /* the version: none, or ,"version":<int> before the envelope's closing brace */
+    Py_ssize_t va = 0, vb = 0;
+    if (i != n - 1 || s[i] != '}') {
         static const char VER[] = ",\"version\":";
         const Py_ssize_t VL = sizeof VER - 1;
-        if (n - i < VL + 2 || memcmp(s + i, VER, (size_t)VL) || s[n - 1] != '}') {
-            Py_DECREF(version);
-            goto none;
-        }
-        Py_ssize_t a = i + VL, b = n - 1;
-        if (b - a < 1 || b - a > 18) { Py_DECREF(version); goto none; }
-        for (Py_ssize_t k = a; k < b; k++)
-            if (s[k] < '0' || s[k] > '9' || (k == a && s[k] == '0' && b - a > 1)) {
-                Py_DECREF(version);
-                goto none;
-            }
-        char tmp[24];
-        memcpy(tmp, s + a, (size_t)(b - a));
-        tmp[b - a] = 0;
-        Py_DECREF(version);
-        version = PyLong_FromString(tmp, NULL, 10);
-        if (!version) goto done;
+        if (n - i < VL + 2 || memcmp(s + i, VER, (size_t)VL) || s[n - 1] != '}') goto none;
+        va = i + VL;
+        vb = n - 1;
+        if (vb - va < 1 || vb - va > 18 || (s[va] == '0' && vb - va > 1)) goto none;
+        for (Py_ssize_t k = va; k < vb; k++)
+            if (s[k] < '0' || s[k] > '9') goto none;
     }
     /* the key: Python values of the key cells (ints and strings only) */
     Py_ssize_t nkey = PyTuple_GET_SIZE(keyidx);
-    if (nkey < 1) { Py_DECREF(version); goto none; }
-    PyObject *parts = PyTuple_New(nkey);
-    if (!parts) { Py_DECREF(version); goto done; }
+    if (nkey < 1) goto none;
+    key = PyTuple_New(nkey);
+    if (!key) goto done;
     for (Py_ssize_t k = 0; k < nkey; k++) {
         Py_ssize_t c = PyLong_AsSsize_t(PyTuple_GET_ITEM(keyidx, k));
-        if (c < 0 || c >= ncols) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "key index");
-            Py_DECREF(parts); Py_DECREF(version); goto done;
-        }
-        PyObject *kv = NULL;
+        if (c < 0 || c >= ncols) goto bad_plan;
+        PyObject *kv;
         Py_ssize_t t = tok_start[c];
+        int r;
+        keybuf.len = 0;
         if (s[t] == '"') { /* the decoded string */
-            keybuf.len = 0;
-            int r = json_string(s, n, &t, &keybuf, RAW);
-            if (r <= 0) { Py_DECREF(parts); Py_DECREF(version); if (r < 0) goto done; goto none; }
+            r = json_string(s, n, &t, &keybuf, RAW);
+            if (r < 0) goto done;
+            if (r == 0) goto none;
             kv = PyUnicode_DecodeUTF8(keybuf.p, (Py_ssize_t)keybuf.len, "strict");
         } else if (s[t] == '-' || (s[t] >= '0' && s[t] <= '9')) {
-            keybuf.len = 0;
-            int r = json_number(s, n, &t, &keybuf, 1);
-            if (r != 1) { Py_DECREF(parts); Py_DECREF(version); if (r < 0) goto done; goto none; }
-            if (buf_reserve(&keybuf, 1) < 0) { Py_DECREF(parts); Py_DECREF(version); goto done; }
-            keybuf.p[keybuf.len] = 0;
+            r = json_number(s, n, &t, &keybuf, 1);
+            if (r < 0) goto done;
+            if (r != 1) goto none; /* a float */
+            if (buf_add(&keybuf, "", 1) < 0) goto done; /* NUL-terminated */
             kv = PyLong_FromString(keybuf.p, NULL, 10);
         } else {
-            Py_DECREF(parts); Py_DECREF(version); goto none; /* null / boolean keys */
+            goto none; /* null / boolean keys */
         }
-        if (!kv) { Py_DECREF(parts); Py_DECREF(version); goto done; }
-        PyTuple_SET_ITEM(parts, k, kv);
+        if (!kv) goto done;
+        PyTuple_SET_ITEM(key, k, kv);
     }
-    if (nkey == 1) {
-        key = PyTuple_GET_ITEM(parts, 0);
-        Py_INCREF(key);
-        Py_DECREF(parts);
-    } else {
-        key = parts;
+    if (nkey == 1) { /* a one-column key is the value itself, as itemgetter gives it */
+        PyObject *only = Py_NewRef(PyTuple_GET_ITEM(key, 0));
+        Py_SETREF(key, only);
     }
     /* the row: cells in column order */
     rowbuf.len = 0;
-    if (buf_reserve(&rowbuf, scratch.len + (size_t)ncols) < 0) { Py_DECREF(version); goto done; }
+    if (buf_reserve(&rowbuf, scratch.len + (size_t)ncols) < 0) goto done;
     char sep = style == 1 ? '\t' : ',';
     for (Py_ssize_t c = 0; c < ncols; c++) {
         if (c) rowbuf.p[rowbuf.len++] = sep;
-        memcpy(rowbuf.p + rowbuf.len, scratch.p + cell_start[c], (size_t)cell_len[c]);
-        rowbuf.len += (size_t)cell_len[c];
+        buf_put(&rowbuf, scratch.p + cell_start[c], (size_t)cell_len[c]);
     }
-    PyObject *rowbytes = PyBytes_FromStringAndSize(rowbuf.p, (Py_ssize_t)rowbuf.len);
-    if (!rowbytes) { Py_DECREF(version); goto done; }
+    rowbytes = PyBytes_FromStringAndSize(rowbuf.p, (Py_ssize_t)rowbuf.len);
+    if (!rowbytes) goto done;
+    if (va) {
+        char tmp[24];
+        memcpy(tmp, s + va, (size_t)(vb - va));
+        tmp[vb - va] = 0;
+        version = PyLong_FromString(tmp, NULL, 10);
+        if (!version) goto done;
+    } else {
+        version = Py_NewRef(Py_None);
+    }
     result = PyTuple_Pack(4, stream, key, rowbytes, version);
-    Py_DECREF(rowbytes);
-    Py_DECREF(version);
+    goto done;
+bad_plan:
+    if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "plan: (members: tuple, key: tuple of column "
+                                          "indexes, kinds: bytes, style: 0 or 1)");
     goto done;
 none:
+    Py_CLEAR(key);
     if (rare_control && !pg_slow && style == 0) { /* the renderer's exact path, see pg_slow */
         pg_slow = 1;
         goto again;
@@ -484,12 +457,13 @@ none:
 done:
     Py_XDECREF(stream);
     Py_XDECREF(key);
-    PyBuffer_Release(&line);
+    Py_XDECREF(rowbytes);
+    Py_XDECREF(version);
     return result;
 }
 
 static PyMethodDef methods[] = {
-    {"row", row, METH_VARARGS, "RECORD line -> (stream, key, COPY row, version) or None."},
+    {"row", (PyCFunction)(void (*)(void))row, METH_FASTCALL, "RECORD line -> (stream, key, COPY row, version) or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -14,11 +14,17 @@ does not use it: it grows only ~9 % with glibc's default, and there the fixed th
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
+import sys
 
 _M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
 MMAP_THRESHOLD_BYTES = 256 * 1024
+
+
+def is_glibc() -> bool:
+    """Does this process run on glibc (the only C library this setting is for)?"""
+    return (sys.platform.startswith("linux") and "CS_GNU_LIBC_VERSION" in os.confstr_names
+            and bool(os.confstr("CS_GNU_LIBC_VERSION")))
 
 
 def steady_heap() -> bool:
@@ -29,11 +35,9 @@ def steady_heap() -> bool:
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") or "mmap_threshold" in os.environ.get(
             "GLIBC_TUNABLES", ""):
         return False  # the user's own choice wins
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
+    if not is_glibc():  # musl, macOS, Windows
         return False
+    mallopt = ctypes.CDLL(None).mallopt  # the process's own libc
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1

@@ -165,11 +165,6 @@ class Loader:
                 if got is not None:
                     name, key, row, version = got
                     st = by_name[name]
-                    if version is not None and (st.snapshot is None
-                                                or st.snapshot.version != version):
-                        self._begin_snapshot(st, version)
-                    st.rows[key] = row
-                    st.nbytes += len(row)
                 else:
                     try:
                         msg = loads(line)
@@ -186,16 +181,17 @@ class Loader:
                     if st is None or type(rec) is not dict:
                         self._bad_record_message(msg, lineno)
                     version = msg.get("version")
-                    if version is not None and (st.snapshot is None
-                                                or st.snapshot.version != version):
-                        self._begin_snapshot(st, version)
                     if rec.get(DELETED_AT):
-                        st.rows[st.renderer.key_of(rec)] = None
+                        key, row = st.renderer.key_of(rec), None
                     else:
                         key, row = (st.renderer.slow if slow and st.renderer.slow
                                     else st.renderer.render)(rec)
-                        st.rows[key] = row
-                        st.nbytes += len(row) if type(row) is bytes or type(row) is str else 64
+                if version is not None and (st.snapshot is None
+                                            or st.snapshot.version != version):
+                    self._begin_snapshot(st, version)
+                st.rows[key] = row
+                if row is not None:
+                    st.nbytes += len(row) if type(row) is bytes or type(row) is str else 64
                 st.received += 1
                 if len(st.rows) >= batch_limit or st.nbytes >= byte_limit or (
                         len(st.rows) >= DIRECT_CHUNK_ROWS and st.snapshot is not None

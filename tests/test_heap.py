@@ -9,9 +9,9 @@ import textwrap
 
 import pytest
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
-    reason="glibc only")
+from target_dap_sql.heap import is_glibc
+
+pytestmark = pytest.mark.skipif(not is_glibc(), reason="glibc only")
 
 # Frees 80 MB of 400 kB blocks that sit between small live blocks; prints the MB returned to
 # the system. glibc's default (dynamic) threshold puts them on the heap after a 1 MiB block

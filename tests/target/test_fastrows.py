@@ -203,3 +203,14 @@ def test_random_doubles_as_the_renderer_writes_them(dialect):
             line = _line(b'"id":1,"n":1,"x":' + text + b',"ok":true,"t":"t","j":null')
             fast = _rows.row(line, plans)
             assert fast == _python(line, renderers), text
+
+
+def test_bad_arguments_are_errors_not_crashes():
+    line = b'{"type":"RECORD","stream":"s","record":{"id":1}}'
+    with pytest.raises(TypeError):
+        _rows.row(line.decode(), {})
+    with pytest.raises(ValueError, match="plan"):
+        _rows.row(line, {b"s": ((b'"id":',), (0,), b"p")})
+    with pytest.raises(ValueError, match="plan"):
+        _rows.row(line, {b"s": ((b'"id":',), (3,), b"p", 0)})  # key index out of range
+    assert _rows.row(line, {b"s": ((b'"id":',), (0,), b"p", 0)}) == (b"s", 1, b"1", None)
